@@ -1,0 +1,13 @@
+# System dependencies, all from Debian packages (scripts/setup.sh installs them).
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(spdlog CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+if(MOESERVE_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+endif()
+if(MOESERVE_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()
