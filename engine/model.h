@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "batching/routing_trace.h"
 #include "batching/token_batch.h"
 #include "engine/backend.h"
 #include "engine/kv_cache.h"
@@ -32,13 +33,7 @@ struct ModelRuntimeConfig {
   Status Validate() const;
 };
 
-// Experts chosen per token per MoE layer in one Forward (for regrouping and expert statistics).
-struct RoutingTrace {
-  int num_tokens = 0;
-  int top_k = 0;
-  std::vector<int> moe_layers;       // model layer index of each traced layer
-  std::vector<int32_t> expert_ids;   // [moe_layers.size(), num_tokens, top_k]; -1 = none
-};
+using batching::RoutingTrace;
 
 class Model {
  public:

@@ -1,0 +1,288 @@
+#include "engine/engine_loop.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/clock.h"
+#include "core/logging.h"
+
+namespace moe::engine {
+namespace {
+
+uint64_t SplitMix(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Wall-clock time of a monotonic timestamp of the same request.
+int64_t ToWall(const batching::Sequence& s, int64_t mono_ns) {
+  if (mono_ns == 0) return 0;
+  return s.request.arrival_wall_ns + (mono_ns - s.request.arrival_ns);
+}
+
+}  // namespace
+
+EngineLoop::EngineLoop(const EngineConfig& config, std::unique_ptr<StepRunner> runner)
+    : config_(config),
+      runner_(std::move(runner)),
+      scheduler_(config.scheduler, config.eos_token_ids),
+      seed_state_(config.seed != 0 ? config.seed : static_cast<uint64_t>(WallNanos())) {}
+
+EngineLoop::~EngineLoop() { Stop(); }
+
+void EngineLoop::Start() {
+  MOE_CHECK(!thread_.joinable()) << "EngineLoop started twice";
+  thread_ = std::thread([this] { Run(); });
+}
+
+void EngineLoop::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status EngineLoop::Submit(batching::Request request, std::shared_ptr<OutputSink> sink) {
+  if (request.prompt.empty()) return InvalidArgument("input_ids: the prompt is empty");
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] < 0 || request.prompt[i] >= config_.vocab_size) {
+      return InvalidArgument("input_ids[", i, "] = ", request.prompt[i],
+                             " is outside the vocabulary [0, ", config_.vocab_size, ")");
+    }
+  }
+  MOE_RETURN_IF_ERROR(request.sampling.Validate(config_.vocab_size));
+  const auto& sc = config_.scheduler;
+  const int prompt = static_cast<int>(request.prompt.size());
+  if (prompt >= sc.max_model_len) {
+    return InvalidArgument("input_ids: the prompt has ", prompt,
+                           " tokens; the context limit is ", sc.max_model_len);
+  }
+  if (request.sampling.max_tokens && prompt + *request.sampling.max_tokens > sc.max_model_len) {
+    return InvalidArgument("sampling.max_tokens: prompt (", prompt, ") + max_tokens (",
+                           *request.sampling.max_tokens, ") exceed the context limit of ",
+                           sc.max_model_len);
+  }
+  const int64_t blocks = (static_cast<int64_t>(prompt) + 1 + sc.block_size - 1) / sc.block_size;
+  if (blocks > sc.num_blocks) {
+    return ResourceExhausted("the prompt needs ", blocks, " KV blocks; the cache holds ",
+                             sc.num_blocks);
+  }
+  if (queued_.load() >= sc.max_waiting) {
+    return ResourceExhausted("the waiting queue is full (", sc.max_waiting,
+                             " requests); retry later");
+  }
+  if (request.arrival_ns == 0) request.arrival_ns = MonotonicNanos();
+  if (request.arrival_wall_ns == 0) request.arrival_wall_ns = WallNanos();
+  if (request.id == 0) request.id = NextId();
+  ++queued_;
+  ++unfinished_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_.push_back(Pending{std::move(request), std::move(sink)});
+  }
+  cv_.notify_one();
+  return OkStatus();
+}
+
+void EngineLoop::Abort(batching::RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts_.push_back(id);
+  }
+  cv_.notify_one();
+}
+
+EngineStats EngineLoop::Stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
+}
+
+bool EngineLoop::WaitIdle(int64_t timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return idle_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                           [this] { return unfinished_.load() == 0; });
+}
+
+void EngineLoop::DrainInbox() {
+  std::deque<Pending> inbox;
+  std::vector<batching::RequestId> aborts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox.swap(inbox_);
+    aborts.swap(aborts_);
+  }
+  for (Pending& p : inbox) {
+    if (!p.request.sampling.seed) p.request.sampling.seed = SplitMix(seed_state_);
+    const batching::RequestId id = p.request.id;
+    Status status = scheduler_.Add(std::move(p.request));
+    if (!status.ok()) {
+      --queued_;
+      RequestOutput out;
+      out.id = id;
+      out.finished = true;
+      out.status = status;
+      out.finish_reason = batching::FinishReason::kAbort;
+      p.sink->OnOutput(std::move(out));
+      --unfinished_;
+      continue;
+    }
+    sinks_.emplace(id, std::move(p.sink));
+  }
+  for (batching::RequestId id : aborts) {
+    scheduler_.Finish(id, batching::FinishReason::kAbort);
+  }
+}
+
+void EngineLoop::PublishStep(const std::vector<scheduler::SequenceOutput>& outputs) {
+  for (const scheduler::SequenceOutput& o : outputs) {
+    if (o.token < 0) continue;
+    if (o.finished) {
+      // The last token travels in the final message.
+      final_delta_[o.id] = o;
+      continue;
+    }
+    auto it = sinks_.find(o.id);
+    if (it == sinks_.end()) continue;
+    RequestOutput out;
+    out.id = o.id;
+    out.new_tokens.push_back(o.token);
+    const batching::Sequence* s = scheduler_.Find(o.id);
+    if (s != nullptr && s->request.sampling.logprobs > 0) out.logprobs.push_back(o.sample);
+    it->second->OnOutput(std::move(out));
+  }
+}
+
+void EngineLoop::PublishFinished() {
+  for (std::unique_ptr<batching::Sequence>& s : scheduler_.TakeFinished()) {
+    auto it = sinks_.find(s->id());
+    if (it == sinks_.end()) continue;
+    RequestOutput out;
+    out.id = s->id();
+    out.finished = true;
+    auto failure = failures_.find(s->id());
+    if (failure != failures_.end()) {
+      out.status = failure->second;
+      failures_.erase(failure);
+    }
+    out.finish_reason = s->finish_reason;
+    out.matched_stop_token = s->matched_stop_token;
+    out.matched_stop_string = s->matched_stop_string;
+    out.output_ids.assign(s->tokens.begin() + s->num_prompt_tokens, s->tokens.end());
+    out.prompt_tokens = s->num_prompt_tokens;
+    out.completion_tokens = s->num_generated();
+    out.cached_tokens = s->num_cached_tokens;
+    out.num_preemptions = s->num_preemptions;
+    out.arrival_time_ns = s->request.arrival_wall_ns;
+    out.first_scheduled_time_ns = ToWall(*s, s->first_scheduled_ns);
+    out.first_token_time_ns = ToWall(*s, s->first_token_ns);
+    out.last_token_time_ns = ToWall(*s, s->last_token_ns);
+    auto last = final_delta_.find(s->id());
+    if (last != final_delta_.end()) {
+      out.new_tokens.push_back(last->second.token);
+      if (s->request.sampling.logprobs > 0) out.logprobs.push_back(last->second.sample);
+      final_delta_.erase(last);
+    }
+    std::shared_ptr<OutputSink> sink = std::move(it->second);
+    sinks_.erase(it);
+    sink->OnOutput(std::move(out));
+    --unfinished_;
+  }
+}
+
+void EngineLoop::FailPlan(const scheduler::StepPlan& plan, const Status& status) {
+  MOE_LOG(ERROR) << "step " << plan.step << " failed: " << status.message();
+  for (const scheduler::ScheduledSeq& ss : plan.seqs) {
+    failures_[ss.id] = Internal("the engine step failed: ", status.message());
+    scheduler_.Finish(ss.id, batching::FinishReason::kAbort);
+  }
+}
+
+void EngineLoop::RefreshStats(const scheduler::StepPlan& plan, int64_t step_ns) {
+  const int64_t now = MonotonicNanos();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  int64_t prompt_tokens = 0;
+  for (const scheduler::ScheduledSeq& ss : plan.seqs) {
+    const batching::Sequence* s = scheduler_.Find(ss.id);
+    // Tokens computed below the prompt length are prompt work; the rest is generation.
+    const int prompt_end = s != nullptr ? s->num_prompt_tokens : ss.start + ss.num_tokens;
+    prompt_tokens += std::max(0, std::min(ss.start + ss.num_tokens, prompt_end) - ss.start);
+  }
+  const int64_t generated = plan.num_samples();
+  stats_.total_prompt_tokens += prompt_tokens;
+  stats_.total_generated_tokens += generated;
+  stats_.total_steps = static_cast<int64_t>(scheduler_.steps());
+  stats_.total_preemptions = scheduler_.total_preemptions();
+  stats_.num_running = scheduler_.num_running();
+  stats_.num_waiting = scheduler_.num_waiting();
+  stats_.num_waiting_tokens = scheduler_.num_waiting_tokens();
+  stats_.kv_usage = scheduler_.pool().usage();
+  stats_.prefix_hit_rate = scheduler_.pool().hit_rate();
+  // Exponentially smoothed rates with a ~10 s time constant.
+  const double dt = last_stats_ns_ == 0 ? 0 : (now - last_stats_ns_) * 1e-9;
+  last_stats_ns_ = now;
+  if (dt > 0) {
+    const double alpha = 1.0 - std::exp(-dt / 10.0);
+    stats_.generation_tokens_per_second +=
+        alpha * (generated / dt - stats_.generation_tokens_per_second);
+    stats_.prompt_tokens_per_second += alpha * (prompt_tokens / dt - stats_.prompt_tokens_per_second);
+  }
+  (void)step_ns;
+}
+
+void EngineLoop::Run() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] {
+        return stop_ || !inbox_.empty() || !aborts_.empty() || scheduler_.HasWork();
+      });
+      if (stop_) break;
+    }
+    DrainInbox();
+    PublishFinished();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queued_.store(scheduler_.num_waiting() + static_cast<int>(inbox_.size()));
+    }
+    if (!scheduler_.HasWork()) {
+      RefreshStats(scheduler::StepPlan{}, 0);
+      idle_cv_.notify_all();
+      continue;
+    }
+    Stopwatch step_watch;
+    scheduler::StepPlan plan = scheduler_.Schedule();
+    const int64_t schedule_ns = step_watch.ElapsedNanos();
+    if (plan.empty()) {
+      MOE_LOG(ERROR) << "the scheduler planned an empty step with work pending";
+      continue;
+    }
+    StatusOr<scheduler::StepResult> result = runner_->Run(plan, scheduler_);
+    if (!result.ok()) {
+      FailPlan(plan, result.status());
+    } else {
+      result->timings.schedule_ns = schedule_ns;
+      const std::vector<scheduler::SequenceOutput> outputs = scheduler_.Update(plan, *result);
+      PublishStep(outputs);
+    }
+    // Stats first, so whoever sees a request finish also sees the state after its last step.
+    RefreshStats(plan, step_watch.ElapsedNanos());
+    PublishFinished();
+    if (unfinished_.load() == 0) idle_cv_.notify_all();
+  }
+  // Shutdown: everything still pending finishes aborted.
+  DrainInbox();
+  std::vector<batching::RequestId> pending;
+  for (const auto& [id, sink] : sinks_) pending.push_back(id);
+  for (batching::RequestId id : pending) {
+    failures_[id] = Unavailable("the server is shutting down");
+    scheduler_.Finish(id, batching::FinishReason::kAbort);
+  }
+  PublishFinished();
+  idle_cv_.notify_all();
+}
+
+}  // namespace moe::engine
