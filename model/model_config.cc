@@ -65,13 +65,17 @@ class FieldReader {
     if (!Has(key)) return out;
     const json& v = obj_.at(key);
     if (v.is_number_integer()) {
-      out.push_back(v.get<int>());
+      const int64_t x = v.get<int64_t>();
+      if (x < INT32_MIN || x > INT32_MAX) return Bad(key, "an integer in int32 range", v);
+      out.push_back(static_cast<int>(x));
       return out;
     }
     if (!v.is_array()) return Bad(key, "an integer or a list of integers", v);
     for (const json& e : v) {
       if (!e.is_number_integer()) return Bad(key, "a list of integers", v);
-      out.push_back(e.get<int>());
+      const int64_t x = e.get<int64_t>();
+      if (x < INT32_MIN || x > INT32_MAX) return Bad(key, "integers in int32 range", v);
+      out.push_back(static_cast<int>(x));
     }
     return out;
   }
@@ -343,6 +347,9 @@ int64_t ModelConfig::ActiveParameters() const {
   int64_t total = static_cast<int64_t>(vocab_size) * h * (tie_word_embeddings ? 1 : 2) + h;
   for (int layer = 0; layer < num_layers; ++layer) {
     total += h * (q_size() + 2 * kv_size()) + q_size() * h + 2 * h;
+    if (qkv_bias) total += q_size() + 2 * kv_size();
+    if (qk_norm == QkNormKind::kPerHead) total += 2 * head_dim;
+    if (qk_norm == QkNormKind::kFull) total += q_size() + kv_size();
     if (IsMoeLayer(layer)) {
       total += static_cast<int64_t>(num_experts) * h +
                static_cast<int64_t>(num_experts_per_tok) * 3 * h * moe_intermediate_size;

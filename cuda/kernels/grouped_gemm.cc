@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/check.h"
 #include "cuda/kernels/moe_index_math.h"
 
 namespace moe::cuda {
@@ -68,6 +69,7 @@ cudaError_t GroupedGemm(const GroupedGemmProblem& problem, const GroupedGemmBuff
 }
 
 void PackGateUpWeights(const Bf16* gate, const Bf16* up, int64_t f, int64_t h, Bf16* packed) {
+  MOE_CHECK_EQ(f % kGateUpInterleave, 0) << "PackGateUpWeights: F must be a multiple of 8";
   const size_t row_bytes = static_cast<size_t>(h) * sizeof(Bf16);
   for (int64_t i = 0; i < f; ++i) {
     std::memcpy(packed + PackedGateRow(i) * h, gate + i * h, row_bytes);
