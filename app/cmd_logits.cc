@@ -18,10 +18,11 @@ struct LogitsOptions {
 Status RunLogits(const LogitsOptions& o) {
   MOE_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseIdList(o.tokens, "--tokens"));
   RuntimeOptions runtime = o.runtime;
-  runtime.max_seqs = 1;
-  runtime.max_tokens = std::max<int>(static_cast<int>(ids.size()), 1);
   if (runtime.max_context == 0) runtime.max_context = static_cast<int>(ids.size());
-  MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime));
+  SessionLimits limits;
+  limits.max_seqs = 1;
+  limits.max_tokens = static_cast<int>(ids.size());
+  MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime, limits));
   const int vocab = session->model->config().vocab_size;
   if (static_cast<int>(ids.size()) > session->model->runtime().max_context) {
     return InvalidArgument("--tokens: ", ids.size(), " tokens exceed the context limit ",

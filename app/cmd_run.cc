@@ -1,10 +1,9 @@
-#include <algorithm>
+#include <condition_variable>
 #include <iostream>
-#include <numeric>
+#include <mutex>
 
 #include "app/commands.h"
 #include "app/runtime_options.h"
-#include "batching/token_batch.h"
 #include "core/clock.h"
 
 namespace moe::app {
@@ -12,61 +11,74 @@ namespace {
 
 struct RunOptions {
   RuntimeOptions runtime;
+  SchedulerOptions scheduler;
   std::string prompt_tokens;
   int max_tokens = 16;
   bool ignore_eos = false;
+  float temperature = 0.f;
+  int64_t seed = -1;
 };
 
-int32_t Argmax(const float* row, int n) {
-  return static_cast<int32_t>(std::max_element(row, row + n) - row);
-}
+// Prints tokens as they stream and remembers the final output.
+class PrintingSink : public engine::OutputSink {
+ public:
+  void OnOutput(engine::RequestOutput output) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int32_t t : output.new_tokens) {
+      if (first_token_ns_ == 0) first_token_ns_ = MonotonicNanos();
+      std::cout << (printed_++ ? "," : "") << t << std::flush;
+    }
+    if (output.finished) {
+      final_ = std::move(output);
+      done_ = true;
+      cv_.notify_all();
+    }
+  }
+  engine::RequestOutput Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return done_; });
+    return final_;
+  }
+  int64_t first_token_ns() const { return first_token_ns_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  engine::RequestOutput final_;
+  bool done_ = false;
+  int printed_ = 0;
+  int64_t first_token_ns_ = 0;
+};
 
 Status RunGenerate(const RunOptions& o) {
-  MOE_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseIdList(o.prompt_tokens, "--prompt-tokens"));
+  MOE_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                       ParseIdList(o.prompt_tokens, "--prompt-tokens"));
   RuntimeOptions runtime = o.runtime;
-  runtime.max_seqs = 1;
-  runtime.max_tokens = static_cast<int>(prompt.size());
   if (runtime.max_context == 0) {
     runtime.max_context = static_cast<int>(prompt.size()) + o.max_tokens;
   }
-  MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime));
-  engine::Model& model = *session->model;
-  const int vocab = model.config().vocab_size;
-  const int context = model.runtime().max_context;
-  if (static_cast<int>(prompt.size()) + o.max_tokens > context) {
-    return InvalidArgument("--max-tokens: prompt (", prompt.size(), ") + max tokens (",
-                           o.max_tokens, ") exceed the context limit ", context);
-  }
-  const int block_size = model.runtime().block_size;
-  std::vector<int32_t> blocks((context + block_size - 1) / block_size);
-  std::iota(blocks.begin(), blocks.end(), 0);
-  std::vector<float> logits(vocab);
-  std::vector<int32_t> output;
-  Stopwatch watch;
-  double first_token_seconds = 0;
-  // Prefill, then one-token decode steps: the same Forward each time.
-  std::vector<int32_t> step_tokens = prompt;
-  int32_t position = 0;
-  while (static_cast<int>(output.size()) < o.max_tokens) {
-    batching::TokenBatch batch;
-    batch.block_size = block_size;
-    MOE_RETURN_IF_ERROR(batch.AddSequence(step_tokens, position, blocks,
-                                          static_cast<int>(step_tokens.size()) - 1));
-    MOE_RETURN_IF_ERROR(model.Forward(batch, *session->cache, logits.data()));
-    position += static_cast<int32_t>(step_tokens.size());
-    const int32_t next = Argmax(logits.data(), vocab);
-    if (output.empty()) first_token_seconds = watch.ElapsedSeconds();
-    output.push_back(next);
-    const auto& eos = model.config().eos_token_ids;
-    if (!o.ignore_eos && std::find(eos.begin(), eos.end(), next) != eos.end()) break;
-    step_tokens.assign(1, next);
-  }
-  const double total = watch.ElapsedSeconds();
-  for (size_t i = 0; i < output.size(); ++i) std::cout << (i ? "," : "") << output[i];
+  SchedulerOptions sched = o.scheduler;
+  sched.max_num_seqs = 1;
+  MOE_ASSIGN_OR_RETURN(auto engine, OpenEngine(runtime, sched));
+  batching::Request request;
+  request.prompt = prompt;
+  request.sampling.max_tokens = o.max_tokens;
+  request.sampling.ignore_eos = o.ignore_eos;
+  request.sampling.temperature = o.temperature;
+  if (o.seed >= 0) request.sampling.seed = static_cast<uint64_t>(o.seed);
+  auto sink = std::make_shared<PrintingSink>();
+  const int64_t start = MonotonicNanos();
+  MOE_RETURN_IF_ERROR(engine->loop->Submit(std::move(request), sink));
+  const engine::RequestOutput out = sink->Wait();
+  const int64_t end = MonotonicNanos();
   std::cout << "\n";
-  std::cerr << "prompt " << prompt.size() << " tokens, generated " << output.size()
-            << " tokens; time to first token " << first_token_seconds * 1e3 << " ms, "
-            << (output.size() > 1 ? (output.size() - 1) / (total - first_token_seconds) : 0.0)
+  MOE_RETURN_IF_ERROR(out.status);
+  const double ttft = (sink->first_token_ns() - start) * 1e-9;
+  const double rest = (end - sink->first_token_ns()) * 1e-9;
+  std::cerr << "prompt " << out.prompt_tokens << " tokens, generated " << out.completion_tokens
+            << " tokens (finish: " << batching::FinishReasonName(out.finish_reason)
+            << "); time to first token " << ttft * 1e3 << " ms, "
+            << (out.completion_tokens > 1 ? (out.completion_tokens - 1) / rest : 0.0)
             << " tokens/s after\n";
   return OkStatus();
 }
@@ -75,12 +87,17 @@ Status RunGenerate(const RunOptions& o) {
 
 Action RegisterRun(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Greedy generation for one prompt; prints token ids");
+  CLI::App* cmd =
+      app.add_subcommand("run", "Generate for one prompt through the engine; prints token ids");
   options->runtime.Register(*cmd);
+  options->scheduler.Register(*cmd);
   cmd->add_option("--prompt-tokens", options->prompt_tokens, "comma-separated prompt token ids")
       ->required();
   cmd->add_option("--max-tokens", options->max_tokens, "tokens to generate")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--temperature", options->temperature, "0 = greedy")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", options->seed, "sampling seed (default: random)");
   cmd->add_flag("--ignore-eos", options->ignore_eos, "keep generating after an EOS token");
   return [options]() {
     const Status status = RunGenerate(*options);

@@ -2,24 +2,54 @@
 
 #include <algorithm>
 #include <charconv>
+#include <fstream>
 
+#include "app/backend_factory.h"
 #include "core/logging.h"
-#include "core/thread_pool.h"
-#include "engine/cpu/reference_backend.h"
 
 namespace moe::app {
 
-void RuntimeOptions::Register(CLI::App& cmd) {
-  cmd.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")
-      ->required();
-  cmd.add_option("--backend", backend, "auto | reference")
-      ->check(CLI::IsMember({"auto", "reference"}));
+void RuntimeOptions::Register(CLI::App& cmd, bool model_required) {
+  auto* model = cmd.add_option("--model", model_dir,
+                               "Hugging Face model directory (config.json + safetensors)");
+  if (model_required) model->required();
+  cmd.add_option("--backend", backend, "auto | " + BackendNames())
+      ->check(CLI::IsMember(BackendChoices()));
   cmd.add_option("--activations", activations, "activation and KV-cache dtype: f32 | bf16")
       ->check(CLI::IsMember({"f32", "bf16"}));
-  cmd.add_option("--threads", threads, "compute threads (0 = all cores)")
+  cmd.add_option("--isa", isa, "CPU kernels: auto | avx512bf16 | avx2 | scalar")
+      ->check(CLI::IsMember({"auto", "avx512bf16", "avx2", "scalar"}));
+  cmd.add_option("--threads", threads, "compute threads (0 = physical cores)")
       ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--max-context", max_context, "longest sequence (0 = min(model limit, 4096))")
+  cmd.add_option("--max-context", max_context,
+                 "longest sequence, prompt + output (0 = min(model limit, 4096))")
       ->check(CLI::NonNegativeNumber);
+}
+
+void SchedulerOptions::Register(CLI::App& cmd) {
+  cmd.add_option("--max-num-batched-tokens", max_num_batched_tokens, "token budget per step")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--max-num-seqs", max_num_seqs, "running sequences")->check(CLI::PositiveNumber);
+  cmd.add_option("--chunk-size", chunk_size, "prefill tokens per sequence per step (0 = budget)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--long-prefill-threshold", long_prefill_threshold,
+                 "prompts longer than this are long prefills (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--max-long-partial-prefills", max_long_partial_prefills,
+                 "long prefills advancing per step")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--max-waiting", max_waiting, "bounded waiting queue")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--policy", policy, "fcfs | priority")
+      ->check(CLI::IsMember({"fcfs", "priority"}));
+  cmd.add_option("--block-size", block_size, "KV block size in tokens")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--kv-cache-bytes", kv_cache_bytes, "KV cache size (0 = --kv-cache-fraction)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--kv-cache-fraction", kv_cache_fraction,
+                 "fraction of available memory for the KV cache")
+      ->check(CLI::Range(0.0, 0.95));
+  cmd.add_flag("--no-prefix-caching", no_prefix_caching, "disable the prefix cache");
 }
 
 StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const char* flag) {
@@ -40,39 +70,116 @@ StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const char* 
   return ids;
 }
 
-StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& options) {
+int64_t AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t value = 0;
+  std::string unit;
+  while (in >> key >> value >> unit) {
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return 0;
+}
+
+StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& options,
+                                                    const SessionLimits& limits) {
   auto session = std::make_unique<ModelSession>();
-  const int threads = options.threads > 0 ? options.threads : ThreadPool::HardwareConcurrency();
-  session->backend = std::make_unique<engine::cpu::ReferenceBackend>(threads);
-  MOE_ASSIGN_OR_RETURN(session->loaded, model::OpenModelDirectory(options.model_dir));
-  const model::ModelConfig& config = session->loaded->config;
+  BackendChoice choice;
+  choice.name = options.backend;
+  choice.threads = options.threads;
+  choice.isa = options.isa;
+  MOE_ASSIGN_OR_RETURN(session->backend, CreateBackend(choice));
+  MOE_ASSIGN_OR_RETURN(auto loaded, model::OpenModelDirectory(options.model_dir));
+  const model::ModelConfig config = loaded->config;
 
   engine::ModelRuntimeConfig runtime;
   runtime.activation_dtype = options.activations == "f32" ? DType::kF32 : DType::kBF16;
-  runtime.max_tokens = options.max_tokens;
-  runtime.max_seqs = options.max_seqs;
+  runtime.max_tokens = limits.max_tokens;
+  runtime.max_seqs = limits.max_seqs;
+  runtime.block_size = limits.block_size;
   runtime.max_context = options.max_context > 0
                             ? options.max_context
                             : std::min(config.max_position_embeddings, 4096);
+  if (runtime.max_context > config.max_position_embeddings) {
+    return InvalidArgument("--max-context ", runtime.max_context,
+                           " exceeds the model's max_position_embeddings ",
+                           config.max_position_embeddings);
+  }
   MOE_ASSIGN_OR_RETURN(session->model,
-                       engine::Model::Create(*session->loaded, session->backend.get(), runtime));
+                       engine::Model::Create(*loaded, session->backend.get(), runtime));
+  // The packed copies replace the mapped checkpoint.
+  loaded.reset();
 
   engine::KvCacheConfig kv;
   kv.num_layers = config.num_layers;
-  kv.block_size = session->model->runtime().block_size;
+  kv.block_size = runtime.block_size;
   kv.kv_heads = config.num_kv_heads;
   kv.head_dim = config.head_dim;
   kv.dtype = runtime.activation_dtype;
-  kv.num_blocks = options.kv_blocks > 0
-                      ? options.kv_blocks
-                      : session->model->runtime().max_blocks_per_seq * std::min(options.max_seqs, 4);
+  const int blocks_per_seq = session->model->runtime().max_blocks_per_seq;
+  int64_t bytes = limits.kv_cache_bytes;
+  if (bytes == 0 && limits.kv_cache_fraction > 0) {
+    bytes = static_cast<int64_t>(AvailableMemoryBytes() * limits.kv_cache_fraction);
+    // No point in more than every sequence at full context, twice over (for the prefix cache).
+    bytes = std::min<int64_t>(bytes, static_cast<int64_t>(kv.BytesPerBlock()) * blocks_per_seq *
+                                         limits.max_seqs * 2);
+  }
+  kv.num_blocks = bytes > 0 ? static_cast<int>(bytes / kv.BytesPerBlock())
+                            : blocks_per_seq * std::min(limits.max_seqs, 4);
+  if (kv.num_blocks < 1) {
+    return InvalidArgument("--kv-cache-bytes ", bytes, " holds no KV block (", kv.BytesPerBlock(),
+                           " bytes each)");
+  }
   MOE_ASSIGN_OR_RETURN(session->cache, engine::KvCache::Create(session->backend.get(), kv));
-  MOE_LOG(INFO) << "loaded " << config << " on " << session->backend->Name() << " ("
+  MOE_LOG(INFO) << "loaded " << config << " on " << session->backend->Name() << ": "
                 << session->model->packed_weight_bytes() / (1 << 20) << " MiB packed weights, "
-                << session->cache->TotalBytes() / (1 << 20) << " MiB KV cache)";
-  // The packed copies replace the mapped checkpoint.
-  session->loaded.reset();
+                << session->cache->TotalBytes() / (1 << 20) << " MiB KV cache ("
+                << kv.num_blocks << " blocks of " << kv.block_size << "), "
+                << session->model->workspace_bytes() / (1 << 20) << " MiB workspace";
   return session;
+}
+
+EngineSession::~EngineSession() {
+  if (loop) loop->Stop();
+}
+
+StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtime,
+                                                    const SchedulerOptions& o) {
+  SessionLimits limits;
+  limits.max_tokens = o.max_num_batched_tokens;
+  limits.max_seqs = o.max_num_seqs;
+  limits.kv_cache_bytes = o.kv_cache_bytes;
+  limits.kv_cache_fraction = o.kv_cache_fraction;
+  limits.block_size = o.block_size;
+  auto es = std::make_unique<EngineSession>();
+  MOE_ASSIGN_OR_RETURN(es->session, OpenSession(runtime, limits));
+  const engine::Model& model = *es->session->model;
+  scheduler::SchedulerConfig& sc = es->scheduler;
+  sc.max_num_batched_tokens = o.max_num_batched_tokens;
+  sc.max_num_seqs = o.max_num_seqs;
+  sc.max_model_len = model.runtime().max_context;
+  sc.chunk_size = o.chunk_size;
+  sc.long_prefill_threshold = o.long_prefill_threshold;
+  sc.max_long_partial_prefills = o.max_long_partial_prefills;
+  sc.max_waiting = o.max_waiting;
+  sc.policy = o.policy == "priority" ? scheduler::SchedulingPolicy::kPriority
+                                     : scheduler::SchedulingPolicy::kFcfs;
+  sc.block_size = o.block_size;
+  sc.num_blocks = es->session->cache->config().num_blocks;
+  sc.enable_prefix_caching = !o.no_prefix_caching;
+  MOE_RETURN_IF_ERROR(sc.Validate());
+  engine::EngineConfig ec;
+  ec.scheduler = sc;
+  ec.vocab_size = model.config().vocab_size;
+  ec.eos_token_ids = model.config().eos_token_ids;
+  engine::ExecutorOptions eo;
+  eo.collect_routing = o.collect_routing;
+  es->loop = std::make_unique<engine::EngineLoop>(
+      ec, std::make_unique<engine::Executor>(es->session->model.get(), es->session->cache.get(),
+                                             eo));
+  es->loop->Start();
+  MOE_LOG(INFO) << sc;
+  return es;
 }
 
 }  // namespace moe::app
