@@ -22,6 +22,7 @@ Status RunLogits(const LogitsOptions& o) {
   SessionLimits limits;
   limits.max_seqs = 1;
   limits.max_tokens = static_cast<int>(ids.size());
+  limits.max_logit_rows = static_cast<int>(ids.size());
   MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime, limits));
   const int vocab = session->model->config().vocab_size;
   if (static_cast<int>(ids.size()) > session->model->runtime().max_context) {

@@ -15,5 +15,6 @@ using Action = std::function<int()>;
 Action RegisterGenerateModel(CLI::App& app);
 Action RegisterLogits(CLI::App& app);
 Action RegisterRun(CLI::App& app);
+Action RegisterServe(CLI::App& app);
 
 }  // namespace moe::app

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add(moe::app::RegisterGenerateModel(app));
   add(moe::app::RegisterLogits(app));
   add(moe::app::RegisterRun(app));
+  add(moe::app::RegisterServe(app));
 
   try {
     app.parse(argc, argv);

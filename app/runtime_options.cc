@@ -96,6 +96,7 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   runtime.activation_dtype = options.activations == "f32" ? DType::kF32 : DType::kBF16;
   runtime.max_tokens = limits.max_tokens;
   runtime.max_seqs = limits.max_seqs;
+  runtime.max_logit_rows = limits.max_logit_rows > 0 ? limits.max_logit_rows : limits.max_seqs;
   runtime.block_size = limits.block_size;
   runtime.max_context = options.max_context > 0
                             ? options.max_context

@@ -50,6 +50,7 @@ struct SchedulerOptions {
 struct SessionLimits {
   int max_tokens = 512;  // tokens per forward
   int max_seqs = 64;
+  int max_logit_rows = 0;  // rows of logits per forward (0 = max_seqs: one sample each)
   int64_t kv_cache_bytes = 0;  // 0 = one max_context sequence per max_seqs (capped at 4)
   double kv_cache_fraction = 0;  // used when kv_cache_bytes == 0 and > 0
   int block_size = 16;

@@ -91,7 +91,15 @@ Status EngineLoop::Submit(batching::Request request, std::shared_ptr<OutputSink>
 void EngineLoop::Abort(batching::RequestId id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    aborts_.push_back(id);
+    terminations_.push_back({id, batching::FinishReason::kAbort, ""});
+  }
+  cv_.notify_one();
+}
+
+void EngineLoop::StopRequest(batching::RequestId id, std::string matched_stop) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    terminations_.push_back({id, batching::FinishReason::kStop, std::move(matched_stop)});
   }
   cv_.notify_one();
 }
@@ -109,11 +117,11 @@ bool EngineLoop::WaitIdle(int64_t timeout_ms) {
 
 void EngineLoop::DrainInbox() {
   std::deque<Pending> inbox;
-  std::vector<batching::RequestId> aborts;
+  std::vector<Termination> terminations;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox.swap(inbox_);
-    aborts.swap(aborts_);
+    terminations.swap(terminations_);
   }
   for (Pending& p : inbox) {
     if (!p.request.sampling.seed) p.request.sampling.seed = SplitMix(seed_state_);
@@ -132,8 +140,8 @@ void EngineLoop::DrainInbox() {
     }
     sinks_.emplace(id, std::move(p.sink));
   }
-  for (batching::RequestId id : aborts) {
-    scheduler_.Finish(id, batching::FinishReason::kAbort);
+  for (const Termination& t : terminations) {
+    scheduler_.Finish(t.id, t.reason, t.matched_stop);
   }
 }
 
@@ -151,7 +159,12 @@ void EngineLoop::PublishStep(const std::vector<scheduler::SequenceOutput>& outpu
     out.id = o.id;
     out.new_tokens.push_back(o.token);
     const batching::Sequence* s = scheduler_.Find(o.id);
-    if (s != nullptr && s->request.sampling.logprobs > 0) out.logprobs.push_back(o.sample);
+    if (s != nullptr) {
+      if (s->request.sampling.logprobs > 0) out.logprobs.push_back(o.sample);
+      out.prompt_tokens = s->num_prompt_tokens;
+      out.completion_tokens = s->num_generated();
+      out.cached_tokens = s->num_cached_tokens;
+    }
     it->second->OnOutput(std::move(out));
   }
 }
@@ -238,7 +251,7 @@ void EngineLoop::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] {
-        return stop_ || !inbox_.empty() || !aborts_.empty() || scheduler_.HasWork();
+        return stop_ || !inbox_.empty() || !terminations_.empty() || scheduler_.HasWork();
       });
       if (stop_) break;
     }

@@ -57,6 +57,8 @@ class EngineLoop {
   Status Submit(batching::Request request, std::shared_ptr<OutputSink> sink);
   // Thread-safe; takes effect within one step. Unknown or finished ids are ignored.
   void Abort(batching::RequestId id);
+  // Thread-safe: ends a request as stopped by a stop string its owner found in the text.
+  void StopRequest(batching::RequestId id, std::string matched_stop);
   // A fresh engine-internal id (thread-safe).
   batching::RequestId NextId() { return next_id_.fetch_add(1); }
 
@@ -87,7 +89,12 @@ class EngineLoop {
     std::shared_ptr<OutputSink> sink;
   };
   std::deque<Pending> inbox_;
-  std::vector<batching::RequestId> aborts_;
+  struct Termination {
+    batching::RequestId id;
+    batching::FinishReason reason;
+    std::string matched_stop;
+  };
+  std::vector<Termination> terminations_;
   bool stop_ = false;
   std::thread thread_;
 

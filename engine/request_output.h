@@ -19,15 +19,17 @@ struct RequestOutput {
   std::vector<scheduler::SampleOutput> logprobs;  // aligned with new_tokens when requested
   bool finished = false;
 
+  // Counts so far (every output).
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_tokens = 0;
+
   // Set on the final output.
   Status status;  // OK, or why the request failed (the finish reason is then kAbort)
   batching::FinishReason finish_reason = batching::FinishReason::kNone;
   int32_t matched_stop_token = -1;
   std::string matched_stop_string;
   std::vector<int32_t> output_ids;  // every generated token
-  int prompt_tokens = 0;
-  int completion_tokens = 0;
-  int cached_tokens = 0;
   int num_preemptions = 0;
   // Wall-clock nanoseconds since the epoch (0 = did not happen).
   int64_t arrival_time_ns = 0;

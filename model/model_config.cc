@@ -199,6 +199,7 @@ Status ParseInto(const json& root, const std::string& source, ModelConfig* c) {
   MOE_ASSIGN_OR_RETURN(bos, r.IntList("bos_token_id"));
   c->bos_token_id = bos.empty() ? -1 : bos[0];
   MOE_ASSIGN_OR_RETURN(c->eos_token_ids, r.IntList("eos_token_id"));
+  MOE_ASSIGN_OR_RETURN(c->expert_clusters, r.Int("moeserve_expert_clusters", 0));
 
   // Features we do not implement: refuse rather than run a different model.
   std::string act;

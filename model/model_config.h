@@ -62,6 +62,9 @@ struct ModelConfig {
   DType torch_dtype = DType::kBF16;
   int bos_token_id = -1;  // -1 = none
   std::vector<int> eos_token_ids;
+  // Generated models with expert specialisation record their cluster count
+  // ("moeserve_expert_clusters"); 0 otherwise.
+  int expert_clusters = 0;
 
   // Parses config.json text. `source` names the file in error messages.
   static StatusOr<ModelConfig> FromJson(const std::string& json_text, const std::string& source);
