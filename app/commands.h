@@ -16,5 +16,7 @@ Action RegisterGenerateModel(CLI::App& app);
 Action RegisterLogits(CLI::App& app);
 Action RegisterRun(CLI::App& app);
 Action RegisterServe(CLI::App& app);
+// Subcommands of `moeserve bench`.
+Action RegisterBenchThroughput(CLI::App& bench);
 
 }  // namespace moe::app

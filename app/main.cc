@@ -11,14 +11,19 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug | info | warning | error | off")
       ->check(CLI::IsMember({"debug", "info", "warning", "error", "off"}));
 
+  // Each Register* adds one subcommand to `parent` and returns its action.
   std::vector<std::pair<CLI::App*, moe::app::Action>> commands;
-  auto add = [&](moe::app::Action action) {
-    commands.emplace_back(app.get_subcommands({}).back(), std::move(action));
+  auto add_to = [&](CLI::App& parent, moe::app::Action action) {
+    commands.emplace_back(parent.get_subcommands({}).back(), std::move(action));
   };
+  auto add = [&](moe::app::Action action) { add_to(app, std::move(action)); };
   add(moe::app::RegisterGenerateModel(app));
   add(moe::app::RegisterLogits(app));
   add(moe::app::RegisterRun(app));
   add(moe::app::RegisterServe(app));
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks: offline throughput and latency");
+  bench->require_subcommand(1);
+  add_to(*bench, moe::app::RegisterBenchThroughput(*bench));
 
   try {
     app.parse(argc, argv);
