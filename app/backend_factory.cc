@@ -26,8 +26,8 @@ int PhysicalCores() {
   return std::max(1, static_cast<int>(cores.size()));
 }
 
-std::vector<std::string> BackendChoices() { return {"auto", "reference"}; }
-std::string BackendNames() { return "reference"; }
+std::vector<std::string> BackendChoices() { return {"auto", "reference", "null"}; }
+std::string BackendNames() { return "reference | null"; }
 
 StatusOr<std::unique_ptr<engine::Backend>> CreateBackend(const BackendChoice& choice) {
   const int threads = choice.threads > 0 ? choice.threads : PhysicalCores();

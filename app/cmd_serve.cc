@@ -90,15 +90,15 @@ Status Serve(ServeOptions o) {
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,
                        model::LoadTokenizer(o.runtime.model_dir));
   MOE_ASSIGN_OR_RETURN(auto engine, OpenEngine(o.runtime, o.scheduler));
-  const engine::Model& model = *engine->session->model;
+  const model::ModelConfig& config = engine->config;
 
   serving::ModelInfo info;
   info.served_model_name = o.server.served_model_name;
-  info.config = model.config();
-  info.max_context = model.runtime().max_context;
-  info.expert_clusters = model.config().expert_clusters;
-  info.weights_dtype = std::string(DTypeName(model.config().torch_dtype));
-  info.backend = engine->session->backend->Name();
+  info.config = config;
+  info.max_context = engine->max_context;
+  info.expert_clusters = config.expert_clusters;
+  info.weights_dtype = std::string(DTypeName(config.torch_dtype));
+  info.backend = engine->backend_name;
   info.max_num_seqs = engine->scheduler.max_num_seqs;
   info.max_num_batched_tokens = engine->scheduler.max_num_batched_tokens;
   info.num_kv_blocks = engine->scheduler.num_blocks;
@@ -109,7 +109,7 @@ Status Serve(ServeOptions o) {
   // Warm-up: one token through the whole engine path before health turns SERVING.
   {
     batching::Request warmup;
-    warmup.prompt = {model.config().bos_token_id >= 0 ? model.config().bos_token_id : 0};
+    warmup.prompt = {config.bos_token_id >= 0 ? config.bos_token_id : 0};
     warmup.sampling.max_tokens = 1;
     warmup.sampling.temperature = 0;
     auto sink = std::make_shared<WaitSink>();

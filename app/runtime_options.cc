@@ -6,6 +6,7 @@
 
 #include "app/backend_factory.h"
 #include "core/logging.h"
+#include "engine/null_step_runner.h"
 
 namespace moe::app {
 
@@ -144,21 +145,15 @@ EngineSession::~EngineSession() {
   if (loop) loop->Stop();
 }
 
-StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtime,
-                                                    const SchedulerOptions& o) {
-  SessionLimits limits;
-  limits.max_tokens = o.max_num_batched_tokens;
-  limits.max_seqs = o.max_num_seqs;
-  limits.kv_cache_bytes = o.kv_cache_bytes;
-  limits.kv_cache_fraction = o.kv_cache_fraction;
-  limits.block_size = o.block_size;
-  auto es = std::make_unique<EngineSession>();
-  MOE_ASSIGN_OR_RETURN(es->session, OpenSession(runtime, limits));
-  const engine::Model& model = *es->session->model;
-  scheduler::SchedulerConfig& sc = es->scheduler;
+namespace {
+
+// Fills the scheduler limits from the options, the context limit and the KV pool size.
+scheduler::SchedulerConfig MakeSchedulerConfig(const SchedulerOptions& o, int max_context,
+                                               int num_blocks) {
+  scheduler::SchedulerConfig sc;
   sc.max_num_batched_tokens = o.max_num_batched_tokens;
   sc.max_num_seqs = o.max_num_seqs;
-  sc.max_model_len = model.runtime().max_context;
+  sc.max_model_len = max_context;
   sc.chunk_size = o.chunk_size;
   sc.long_prefill_threshold = o.long_prefill_threshold;
   sc.max_long_partial_prefills = o.max_long_partial_prefills;
@@ -166,20 +161,60 @@ StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtim
   sc.policy = o.policy == "priority" ? scheduler::SchedulingPolicy::kPriority
                                      : scheduler::SchedulingPolicy::kFcfs;
   sc.block_size = o.block_size;
-  sc.num_blocks = es->session->cache->config().num_blocks;
+  sc.num_blocks = num_blocks;
   sc.enable_prefix_caching = !o.no_prefix_caching;
-  MOE_RETURN_IF_ERROR(sc.Validate());
+  return sc;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtime,
+                                                    const SchedulerOptions& o) {
+  auto es = std::make_unique<EngineSession>();
+  std::unique_ptr<engine::StepRunner> runner;
+  if (runtime.backend == "null") {
+    // Only the config is read: no weights, no KV memory.
+    MOE_ASSIGN_OR_RETURN(es->config, model::ModelConfig::FromDirectory(runtime.model_dir));
+    es->max_context = runtime.max_context > 0
+                          ? runtime.max_context
+                          : std::min(es->config.max_position_embeddings, 4096);
+    es->backend_name = "null";
+    const int blocks_per_seq = (es->max_context + o.block_size - 1) / o.block_size;
+    es->scheduler = MakeSchedulerConfig(o, es->max_context, blocks_per_seq * o.max_num_seqs);
+    const int first_token = es->config.eos_token_ids.empty()
+                                ? 0
+                                : *std::max_element(es->config.eos_token_ids.begin(),
+                                                    es->config.eos_token_ids.end()) + 1;
+    runner = std::make_unique<engine::NullStepRunner>(es->config.vocab_size,
+                                                      first_token < es->config.vocab_size
+                                                          ? first_token
+                                                          : 0);
+  } else {
+    SessionLimits limits;
+    limits.max_tokens = o.max_num_batched_tokens;
+    limits.max_seqs = o.max_num_seqs;
+    limits.kv_cache_bytes = o.kv_cache_bytes;
+    limits.kv_cache_fraction = o.kv_cache_fraction;
+    limits.block_size = o.block_size;
+    MOE_ASSIGN_OR_RETURN(es->session, OpenSession(runtime, limits));
+    const engine::Model& model = *es->session->model;
+    es->config = model.config();
+    es->max_context = model.runtime().max_context;
+    es->backend_name = es->session->backend->Name();
+    es->scheduler = MakeSchedulerConfig(o, es->max_context, es->session->cache->config().num_blocks);
+    engine::ExecutorOptions eo;
+    eo.collect_routing = o.collect_routing;
+    runner = std::make_unique<engine::Executor>(es->session->model.get(),
+                                                es->session->cache.get(), eo);
+  }
+  MOE_RETURN_IF_ERROR(es->scheduler.Validate());
   engine::EngineConfig ec;
-  ec.scheduler = sc;
-  ec.vocab_size = model.config().vocab_size;
-  ec.eos_token_ids = model.config().eos_token_ids;
-  engine::ExecutorOptions eo;
-  eo.collect_routing = o.collect_routing;
-  es->loop = std::make_unique<engine::EngineLoop>(
-      ec, std::make_unique<engine::Executor>(es->session->model.get(), es->session->cache.get(),
-                                             eo));
+  ec.scheduler = es->scheduler;
+  ec.vocab_size = es->config.vocab_size;
+  ec.eos_token_ids = es->config.eos_token_ids;
+  es->loop = std::make_unique<engine::EngineLoop>(ec, std::move(runner));
   es->loop->Start();
-  MOE_LOG(INFO) << sc;
+  MOE_LOG(INFO) << es->scheduler;
   return es;
 }
 

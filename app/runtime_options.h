@@ -19,7 +19,7 @@ namespace moe::app {
 // Model and backend flags.
 struct RuntimeOptions {
   std::string model_dir;
-  std::string backend = "auto";      // auto | cpu | reference
+  std::string backend = "auto";      // auto | cpu | reference | null (zero-cost, no model)
   std::string activations = "bf16";  // f32 | bf16
   std::string isa = "auto";          // CPU backend kernels: auto | avx512bf16 | avx2 | scalar
   int threads = 0;                   // 0 = physical cores
@@ -66,11 +66,15 @@ struct ModelSession {
 StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& options,
                                                     const SessionLimits& limits);
 
-// A model plus a started engine loop.
+// A model plus a started engine loop. With `--backend null` there is no model session: the
+// engine runs the zero-cost NullStepRunner over the model's config.
 struct EngineSession {
-  std::unique_ptr<ModelSession> session;
+  std::unique_ptr<ModelSession> session;  // null for the null backend
   std::unique_ptr<engine::EngineLoop> loop;
   scheduler::SchedulerConfig scheduler;
+  model::ModelConfig config;
+  int max_context = 0;
+  std::string backend_name;
   ~EngineSession();  // stops the loop before the model goes
 };
 
