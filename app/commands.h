@@ -16,7 +16,10 @@ Action RegisterGenerateModel(CLI::App& app);
 Action RegisterLogits(CLI::App& app);
 Action RegisterRun(CLI::App& app);
 Action RegisterServe(CLI::App& app);
+Action RegisterTokenize(CLI::App& app);
+Action RegisterDetokenize(CLI::App& app);
 // Subcommands of `moeserve bench`.
 Action RegisterBenchThroughput(CLI::App& bench);
+Action RegisterBenchServe(CLI::App& bench);
 
 }  // namespace moe::app

@@ -1,6 +1,7 @@
 #include "engine/executor.h"
 
 #include "core/clock.h"
+#include "engine/batch_builder.h"
 
 namespace moe::engine {
 
@@ -19,14 +20,7 @@ StatusOr<scheduler::StepResult> Executor::Run(const scheduler::StepPlan& plan,
   scheduler::StepResult result;
   result.samples.resize(plan.seqs.size());
   Stopwatch watch;
-  batch_.Clear();
-  for (const scheduler::ScheduledSeq& ss : plan.seqs) {
-    const batching::Sequence* s = scheduler.Find(ss.id);
-    if (s == nullptr) return Internal("plan names unknown request ", ss.id);
-    const std::span<const int32_t> tokens(s->tokens.data() + ss.start, ss.num_tokens);
-    MOE_RETURN_IF_ERROR(batch_.AddSequence(tokens, ss.start, ss.block_table,
-                                           ss.sample ? ss.num_tokens - 1 : ss.num_tokens));
-  }
+  MOE_RETURN_IF_ERROR(BuildTokenBatch(plan, scheduler, &batch_));
   result.timings.prepare_ns = watch.ElapsedNanos();
   watch.Reset();
   MOE_RETURN_IF_ERROR(model_->Forward(batch_, *cache_, logits_.data(),

@@ -93,30 +93,36 @@ scheduler::SampleOutput Sampler::Sample(const SampleRequest& r) {
     for (int i = 0; i < vocab_; ++i) {
       if (w[i] > 0.f && w[i] >= min_prob) order_.push_back(i);
     }
-    const int k = p.top_k > 0 ? std::min<int>(p.top_k, static_cast<int>(order_.size()))
-                              : static_cast<int>(order_.size());
-    const bool filtered = k < static_cast<int>(order_.size()) || p.top_p < 1.f;
-    if (filtered) {
-      ByProbability cmp{w};
-      // Sort only as much of the head as top-k / top-p need: grow the sorted prefix until it
-      // holds top_p of the mass (or k entries).
-      int sorted = std::min(k, 64);
+    ByProbability cmp{w};
+    // Top-k: keep the k most likely candidates (sorted).
+    if (p.top_k > 0 && p.top_k < static_cast<int>(order_.size())) {
+      std::partial_sort(order_.begin(), order_.begin() + p.top_k, order_.end(), cmp);
+      order_.resize(p.top_k);
+    }
+    // Top-p over the distribution that min-p and top-k left, renormalised (as vLLM and HF do).
+    if (p.top_p < 1.f) {
+      double kept_total = 0;
+      for (int32_t t : order_) kept_total += w[t];
+      const double threshold = p.top_p * kept_total;
+      const int n = static_cast<int>(order_.size());
+      // Sort only as much of the head as the nucleus needs.
+      int sorted = std::min(n, 64);
       while (true) {
         std::partial_sort(order_.begin(), order_.begin() + sorted, order_.end(), cmp);
         double mass = 0;
-        int cut = sorted;
+        int cut = -1;
         for (int i = 0; i < sorted; ++i) {
           mass += w[order_[i]];
-          if (p.top_p < 1.f && mass >= p.top_p) {
+          if (mass >= threshold) {
             cut = i + 1;
             break;
           }
         }
-        if (cut < sorted || sorted == k) {
-          order_.resize(std::min(cut, k));
+        if (cut > 0 || sorted == n) {
+          order_.resize(cut > 0 ? cut : n);
           break;
         }
-        sorted = std::min(k, sorted * 4);
+        sorted = std::min(n, sorted * 4);
       }
     }
     double total = 0;

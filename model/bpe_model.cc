@@ -16,11 +16,6 @@ constexpr size_t kSmallWord = 48;
 // Longer words are not cached: they rarely repeat.
 constexpr size_t kMaxCachedWordBytes = 96;
 
-StatusOr<std::string> OptionalString(const JsonField& field, std::string_view key) {
-  MOE_ASSIGN_OR_RETURN(std::string value, field.StringOr(key, ""));
-  return value;
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const JsonField& field,
@@ -40,8 +35,8 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const JsonField& field,
     }
   }
   MOE_ASSIGN_OR_RETURN(m->continuing_subword_prefix_,
-                       OptionalString(field, "continuing_subword_prefix"));
-  MOE_ASSIGN_OR_RETURN(m->end_of_word_suffix_, OptionalString(field, "end_of_word_suffix"));
+                       field.StringOr("continuing_subword_prefix", ""));
+  MOE_ASSIGN_OR_RETURN(m->end_of_word_suffix_, field.StringOr("end_of_word_suffix", ""));
   MOE_ASSIGN_OR_RETURN(m->fuse_unk_, field.BoolOr("fuse_unk", false));
   MOE_ASSIGN_OR_RETURN(m->byte_fallback_, field.BoolOr("byte_fallback", false));
   MOE_ASSIGN_OR_RETURN(m->ignore_merges_, field.BoolOr("ignore_merges", false));
@@ -114,8 +109,7 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const JsonField& field,
     if (!merged_id) {
       return merges.At(i).Error("merged token \"" + merged + "\" is not in the vocabulary");
     }
-    m->merges_.insert_or_assign(PairKey(*a_id, *b_id),
-                                Merge{static_cast<uint32_t>(i), *merged_id});
+    m->merges_.insert_or_assign(PairKey(*a_id, *b_id), Merge{static_cast<uint32_t>(i), *merged_id});
   }
 
   // Raw-byte fast path.
@@ -141,31 +135,51 @@ const std::string* BpeModel::IdToToken(int32_t id) const {
   return &id_to_token_[id];
 }
 
-void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* ids) const {
-  thread_local std::vector<int32_t> symbols;
-  if (raw_bytes_) {
-    if (word.size() == 1) {
-      ids->push_back(byte_ids_[static_cast<uint8_t>(word[0])]);
-      return;
-    }
-    if (ignore_merges_) {
-      std::string mapped;
-      ByteLevelMapping::Encode(word, &mapped);
-      if (auto id = TokenToId(mapped)) {
-        ids->push_back(*id);
-        return;
-      }
-    }
-    const bool cacheable = word.size() <= kMaxCachedWordBytes;
-    if (cacheable && cache_.Lookup(word, ids)) return;
-    symbols.clear();
-    for (char c : word) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
-    MergeSymbols(&symbols);
-    ids->insert(ids->end(), symbols.begin(), symbols.end());
-    if (cacheable) cache_.Insert(word, symbols.data(), symbols.size());
+void BpeModel::Tokenize(std::span<const std::string_view> words, std::vector<int32_t>* ids) const {
+  if (!raw_bytes_) {
+    for (std::string_view word : words) TokenizeMapped(word, ids);
     return;
   }
+  // Hash a batch first and prefetch the cache slots, so their memory latencies overlap.
+  constexpr size_t kBatch = 32;
+  uint64_t hashes[kBatch];
+  for (size_t begin = 0; begin < words.size(); begin += kBatch) {
+    const size_t n = std::min(kBatch, words.size() - begin);
+    for (size_t i = 0; i < n; ++i) {
+      const std::string_view word = words[begin + i];
+      if (word.size() > 1 && word.size() <= kMaxCachedWordBytes) {
+        hashes[i] = BpeCache::Hash(word);
+        cache_.Prefetch(hashes[i]);
+      }
+    }
+    for (size_t i = 0; i < n; ++i) TokenizeRaw(words[begin + i], hashes[i], ids);
+  }
+}
 
+void BpeModel::TokenizeRaw(std::string_view word, uint64_t hash, std::vector<int32_t>* ids) const {
+  if (word.size() == 1) {
+    ids->push_back(byte_ids_[static_cast<uint8_t>(word[0])]);
+    return;
+  }
+  if (ignore_merges_) {
+    std::string mapped;
+    ByteLevelMapping::Encode(word, &mapped);
+    if (auto id = TokenToId(mapped)) {
+      ids->push_back(*id);
+      return;
+    }
+  }
+  const bool cacheable = word.size() <= kMaxCachedWordBytes;
+  if (cacheable && cache_.Lookup(word, hash, ids)) return;
+  thread_local std::vector<int32_t> symbols;
+  symbols.clear();
+  for (char c : word) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+  MergeSymbols(&symbols);
+  ids->insert(ids->end(), symbols.begin(), symbols.end());
+  if (cacheable) cache_.Insert(word, hash, symbols.data(), symbols.size());
+}
+
+void BpeModel::TokenizeMapped(std::string_view word, std::vector<int32_t>* ids) const {
   std::string mapped;
   if (byte_level_input_) {
     ByteLevelMapping::Encode(word, &mapped);
@@ -178,17 +192,19 @@ void BpeModel::Tokenize(std::string_view word, std::vector<int32_t>* ids) const 
     }
   }
   const bool cacheable = word.size() <= kMaxCachedWordBytes;
-  if (cacheable && cache_.Lookup(word, ids)) return;
+  const uint64_t hash = cacheable ? BpeCache::Hash(word) : 0;
+  if (cacheable && cache_.Lookup(word, hash, ids)) return;
+  thread_local std::vector<int32_t> symbols;
   symbols.clear();
   InitialSymbols(word, &symbols);
   MergeSymbols(&symbols);
   ids->insert(ids->end(), symbols.begin(), symbols.end());
-  if (cacheable) cache_.Insert(word, symbols.data(), symbols.size());
+  if (cacheable) cache_.Insert(word, hash, symbols.data(), symbols.size());
 }
 
 void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbols) const {
   // Port of Hugging Face's BPE::merge_word, including where a pending unknown is flushed.
-  std::optional<int32_t> pending_unk;
+  int32_t pending_unk = -1;
   std::string piece;
   size_t pos = 0;
   while (pos < word.size()) {
@@ -199,8 +215,8 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbo
     piece.append(word.substr(start, pos - start));
     if (pos == word.size()) piece.append(end_of_word_suffix_);
     if (auto id = TokenToId(piece)) {
-      if (pending_unk) symbols->push_back(*pending_unk);
-      pending_unk.reset();
+      if (pending_unk >= 0) symbols->push_back(pending_unk);
+      pending_unk = -1;
       symbols->push_back(*id);
       continue;
     }
@@ -223,10 +239,10 @@ void BpeModel::InitialSymbols(std::string_view word, std::vector<int32_t>* symbo
       }
     }
     if (!unk_id_) continue;  // no unk token: the character is dropped
-    if (pending_unk && !fuse_unk_) symbols->push_back(*pending_unk);
+    if (pending_unk >= 0 && !fuse_unk_) symbols->push_back(pending_unk);
     pending_unk = *unk_id_;
   }
-  if (pending_unk) symbols->push_back(*pending_unk);
+  if (pending_unk >= 0) symbols->push_back(pending_unk);
 }
 
 void BpeModel::MergeSymbols(std::vector<int32_t>* symbols) const {
@@ -276,9 +292,7 @@ void BpeModel::MergeLarge(std::vector<int32_t>* symbols) const {
     uint32_t rank;
     uint32_t pos;
     int32_t id;
-    bool operator>(const Entry& o) const {
-      return rank != o.rank ? rank > o.rank : pos > o.pos;
-    }
+    bool operator>(const Entry& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
   };
   const size_t n = symbols->size();
   std::vector<Symbol> sym(n);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,13 +29,19 @@ class BpeModel {
   static StatusOr<std::unique_ptr<BpeModel>> FromJson(const JsonField& field,
                                                       bool byte_level_input);
 
-  // Appends the ids of one non-empty pre-tokenized word. Thread-safe.
-  void Tokenize(std::string_view word, std::vector<int32_t>* ids) const;
+  // Appends the ids of non-empty pre-tokenized words, in order. Thread-safe. A batch of words
+  // is looked up in the cache together, so that their memory accesses overlap.
+  void Tokenize(std::span<const std::string_view> words, std::vector<int32_t>* ids) const;
+  void Tokenize(std::string_view word, std::vector<int32_t>* ids) const {
+    Tokenize(std::span<const std::string_view>(&word, 1), ids);
+  }
 
   // Vocabulary lookups in model space (byte-level tokens in their mapped form).
   std::optional<int32_t> TokenToId(std::string_view token) const;
   // The token of `id`, or nullptr when the vocabulary has no such id.
   const std::string* IdToToken(int32_t id) const;
+  // The number of vocabulary entries (Hugging Face's get_vocab_size).
+  size_t vocab_entries() const { return vocab_.size(); }
   // One more than the largest id in the vocabulary.
   int32_t id_limit() const { return static_cast<int32_t>(id_to_token_.size()); }
   size_t num_merges() const { return merges_.size(); }
@@ -46,7 +53,8 @@ class BpeModel {
   };
   static constexpr uint32_t kNoRank = UINT32_MAX;
 
-  BpeModel() : cache_(1 << 17) {}
+  BpeModel() : cache_(kCacheWords) {}
+  static constexpr size_t kCacheWords = 1 << 18;
 
   static uint64_t PairKey(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
@@ -56,6 +64,9 @@ class BpeModel {
     return it == merges_.end() ? Merge{kNoRank, -1} : it->second;
   }
 
+  // One word, raw bytes (raw_bytes_) with its cache hash when cacheable, or model-space text.
+  void TokenizeRaw(std::string_view word, uint64_t hash, std::vector<int32_t>* ids) const;
+  void TokenizeMapped(std::string_view word, std::vector<int32_t>* ids) const;
   // Initial symbols of a model-space word (prefix/suffix, unk and byte fallback applied).
   void InitialSymbols(std::string_view word, std::vector<int32_t>* symbols) const;
   // Merges `symbols` in place until no adjacent pair has a rank.

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bf16.h"
+#include "core/logging.h"
 #include "core/thread_pool.h"
+#include "model/embedded_tokenizer_files.h"
 #include "model/safetensors.h"
 #include "model/weight_names.h"
 
@@ -125,6 +127,24 @@ struct Generator {
   }
 };
 
+// The demo preset's tokenizer: Qwen3's files as embedded at build time.
+Status WriteDemoTokenizer(const std::string& out_dir) {
+  const std::vector<EmbeddedFile> files = EmbeddedQwen3TokenizerFiles();
+  if (files.empty()) {
+    MOE_LOG(WARNING) << "this build has no embedded Qwen3 tokenizer (node_modules was missing at "
+                        "configure time): the demo model in "
+                     << out_dir << " serves token ids only";
+    return OkStatus();
+  }
+  for (const EmbeddedFile& file : files) {
+    const std::string path = out_dir + "/" + std::string(file.name);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(file.contents.data(), static_cast<std::streamsize>(file.contents.size()));
+    if (!out) return DataLoss(path, ": write failed");
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 std::vector<std::string> PresetNames() { return {"tiny", "bench", "demo"}; }
@@ -158,7 +178,9 @@ StatusOr<ModelConfig> PresetConfig(const std::string& preset) {
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
   } else if (preset == "demo") {
-    // Qwen3's vocabulary (151,669 ids padded to 151,936 as Qwen3 does) with a small MoE body.
+    // Qwen3's vocabulary (151,669 ids padded to 151,936 as Qwen3 does) with a small MoE body, and
+    // Qwen3's tokenizer; bos/eos as in Qwen3's config.json and generation_config.json
+    // (<|endoftext|> = 151643, <|im_end|> = 151645, the eos of tokenizer_config.json).
     c.hidden_size = 512;
     c.num_layers = 8;
     c.num_experts = 32;
@@ -240,6 +262,8 @@ Status GenerateRandomModel(const RandomModelOptions& options) {
     out << ConfigJson(config, options.num_clusters);
     if (!out) return DataLoss(config_path, ": write failed");
   }
+
+  if (options.preset == "demo") MOE_RETURN_IF_ERROR(WriteDemoTokenizer(options.out_dir));
 
   ThreadPool pool(options.num_threads > 0 ? options.num_threads
                                           : ThreadPool::HardwareConcurrency());

@@ -26,7 +26,9 @@ struct RandomModelOptions {
 StatusOr<ModelConfig> PresetConfig(const std::string& preset);
 std::vector<std::string> PresetNames();
 
-// Writes config.json and model.safetensors into options.out_dir (created if missing).
+// Writes config.json and model.safetensors into options.out_dir (created if missing); the demo
+// preset also gets Qwen3's tokenizer.json and tokenizer_config.json when the build embeds them
+// (otherwise a warning is logged and the model serves token ids only).
 Status GenerateRandomModel(const RandomModelOptions& options);
 
 // The config.json text for a config (Qwen3-MoE keys).

@@ -55,8 +55,8 @@ class Tokenizer {
   static StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view tokenizer_json,
                                                        std::string_view config_json);
 
-  // Appends the ids of `text` to `ids`. Text that is not valid UTF-8 gives InvalidArgument naming
-  // the byte offset, and `ids` is left as it was.
+  // Appends the ids of `text` to `ids`. Text that is not valid UTF-8 gives InvalidArgument
+  // "invalid UTF-8 at byte offset N (byte 0xXX)", and `ids` is left as it was.
   Status Encode(std::string_view text, const EncodeOptions& options,
                 std::vector<int32_t>* ids) const;
   StatusOr<std::vector<int32_t>> Encode(std::string_view text,
@@ -75,10 +75,8 @@ class Tokenizer {
   std::optional<int32_t> TokenToId(std::string_view token) const;
   std::optional<std::string> IdToToken(int32_t id) const;
   // One more than the largest id (model vocabulary and added tokens).
-  int32_t vocab_size() const { return static_cast<int32_t>(is_special_.size()); }
-  bool IsSpecial(int32_t id) const {
-    return id >= 0 && id < vocab_size() && is_special_[static_cast<size_t>(id)];
-  }
+  int32_t vocab_size() const { return decoder_.num_ids(); }
+  bool IsSpecial(int32_t id) const { return decoder_.IsSpecial(id); }
   const SpecialTokenIds& special_ids() const { return special_ids_; }
   const AddedTokens& added_tokens() const { return added_; }
   const BpeModel& model() const { return *model_; }
@@ -93,7 +91,6 @@ class Tokenizer {
   AddedTokens added_;
   PostProcessor post_processor_;
   TokenDecoder decoder_;
-  std::vector<bool> is_special_;  // [vocab_size]
   SpecialTokenIds special_ids_;
   bool add_bos_ = false;  // tokenizer_config.json add_bos_token / add_eos_token, when the
   bool add_eos_ = false;  // post-processor does not already add them

@@ -45,7 +45,9 @@ void AddedTokens::Matcher::Add(std::string_view content, int32_t token_index) {
   }
   // Two tokens with the same matching form: the first one added is the one reported.
   if (node_token[node] < 0) node_token[node] = token_index;
-  first_byte[static_cast<uint8_t>(content[0])] = true;
+  const uint8_t first = static_cast<uint8_t>(content[0]);
+  only_first_byte = num_tokens++ == 0 || only_first_byte == first ? first : -1;
+  first_byte[first] = true;
 }
 
 size_t AddedTokens::Matcher::LongestAt(std::string_view text, size_t pos,
@@ -114,7 +116,13 @@ void AddedTokens::Split(std::string_view text, bool normalized, bool match_speci
     size_t length = 0;
     size_t start = pos;
     for (; start < n; ++start) {
-      if (!m.first_byte[static_cast<uint8_t>(text[start])]) continue;
+      if (m.only_first_byte >= 0) {
+        const void* hit = std::memchr(text.data() + start, m.only_first_byte, n - start);
+        if (hit == nullptr) break;
+        start = static_cast<size_t>(static_cast<const char*>(hit) - text.data());
+      } else if (!m.first_byte[static_cast<uint8_t>(text[start])]) {
+        continue;
+      }
       length = m.LongestAt(text, start, &index);
       if (length > 0) break;
     }

@@ -59,9 +59,11 @@ class AddedTokens {
  private:
   // A byte trie over token contents, walked from each candidate start for the longest match.
   struct Matcher {
-    std::vector<int32_t> node_token;                    // [nodes]: token index ending here or -1
+    std::vector<int32_t> node_token;                   // [nodes]: token index ending here or -1
     absl::flat_hash_map<uint32_t, uint32_t> children;  // (node << 8 | byte) -> child node
     bool first_byte[256] = {};
+    int only_first_byte = -1;  // the first byte of every token when they share one, else -1
+    size_t num_tokens = 0;
     bool empty() const { return node_token.size() <= 1; }
     void Add(std::string_view content, int32_t token_index);
     // The longest token starting at text[pos]: its length, or 0 with *token_index = -1.

@@ -9,7 +9,8 @@ namespace {
 StatusOr<std::optional<std::string>> TokenSetting(const JsonField& parent, std::string_view key) {
   const JsonField field = parent.Child(key);
   if (field.is_null()) return std::optional<std::string>();
-  if (field.value().is_string()) return std::optional<std::string>(field.value().get<std::string>());
+  if (field.value().is_string())
+    return std::optional<std::string>(field.value().get<std::string>());
   if (field.value().is_object()) {
     MOE_ASSIGN_OR_RETURN(std::string content, field.String("content"));
     return std::optional<std::string>(std::move(content));

@@ -19,7 +19,8 @@ bool JsonField::Has(std::string_view key) const {
 }
 
 JsonField JsonField::Child(std::string_view key) const {
-  std::string path = path_.empty() ? std::string(key) : absl::StrCat(path_, ".", internal::StrArg(key));
+  std::string path =
+      path_.empty() ? std::string(key) : absl::StrCat(path_, ".", internal::StrArg(key));
   if (!value_->is_object()) return JsonField(NullJson(), source_, std::move(path));
   auto it = value_->find(key);
   if (it == value_->end()) return JsonField(NullJson(), source_, std::move(path));

@@ -51,7 +51,8 @@ Status ParseSplit(const JsonField& field, PreTokenizerStep* step) {
 Status ParseInto(const JsonField& field, std::vector<PreTokenizerStep>* steps,
                  std::vector<std::string>* paths) {
   MOE_RETURN_IF_ERROR(field.ExpectObject());
-  MOE_ASSIGN_OR_RETURN(std::string type, field.String("type"));
+  std::string type;
+  MOE_ASSIGN_OR_RETURN(type, field.String("type"));
   if (type == "Sequence") {
     const JsonField list = field.Child("pretokenizers");
     MOE_RETURN_IF_ERROR(list.ExpectArray());
@@ -135,6 +136,7 @@ PreTokenizer::PreTokenizer(std::vector<PreTokenizerStep> steps) : steps_(std::mo
   for (const PreTokenizerStep& s : steps_) {
     if (s.kind != PreTokenizerStep::Kind::kByteLevel) continue;
     byte_level_ = true;
+    if (s.add_prefix_space) words_view_input_ = false;
     if (s.use_regex && gpt2_regex_ == nullptr) {
       auto regex = Regex::Compile(kGpt2Pattern, false);
       MOE_CHECK(regex.ok()) << regex.status();

@@ -44,9 +44,12 @@ class PreTokenizer {
 
   // Whether words are raw bytes to be read through the ByteLevel mapping.
   bool byte_level() const { return byte_level_; }
+  // Whether every word views the text given to Split (no step adds a prefix space), so words
+  // stay valid after their callback.
+  bool words_view_input() const { return words_view_input_; }
 
   // Calls `on_word` for each non-empty word of valid UTF-8 `text`, in order. A word views `text`
-  // or scratch memory that lives until the callback returns.
+  // or (see words_view_input) scratch memory that lives until the callback returns.
   Status Split(std::string_view text, absl::FunctionRef<void(std::string_view)> on_word) const;
 
  private:
@@ -58,6 +61,7 @@ class PreTokenizer {
   std::vector<PreTokenizerStep> steps_;
   std::unique_ptr<Regex> gpt2_regex_;  // for ByteLevel with use_regex
   bool byte_level_ = false;
+  bool words_view_input_ = true;
 };
 
 }  // namespace moe::model

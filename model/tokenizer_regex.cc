@@ -65,7 +65,7 @@ struct MatchScratch {
   MatchScratch() {
     data = pcre2_match_data_create(1, nullptr);
     context = pcre2_match_context_create(nullptr);
-    jit_stack = pcre2_jit_stack_create(32 * 1024, 256 * 1024 * 1024, nullptr);
+    jit_stack = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, nullptr);
     pcre2_jit_stack_assign(context, nullptr, jit_stack);
   }
   ~MatchScratch() {
@@ -117,8 +117,8 @@ std::string Regex::TranslateOniguruma(std::string_view p) {
         ++i;
         continue;
       }
-      if (d == 'u' && i + 5 < p.size() && IsHex(p[i + 2]) && IsHex(p[i + 3]) &&
-          IsHex(p[i + 4]) && IsHex(p[i + 5])) {
+      if (d == 'u' && i + 5 < p.size() && IsHex(p[i + 2]) && IsHex(p[i + 3]) && IsHex(p[i + 4]) &&
+          IsHex(p[i + 5])) {
         out.append("\\x{").append(p.substr(i + 2, 4)).append("}");
         i += 5;
         continue;
@@ -192,8 +192,8 @@ std::string Regex::TranslateOniguruma(std::string_view p) {
 
 StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool literal) {
   const std::string translated = literal ? std::string(pattern) : TranslateOniguruma(pattern);
-  uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK;
-  if (literal) options |= PCRE2_LITERAL;
+  // PCRE2_LITERAL admits no UCP (which only matters to escapes a literal cannot have).
+  const uint32_t options = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   int error = 0;
   PCRE2_SIZE error_offset = 0;
   auto code = std::make_unique<Code>();
@@ -216,11 +216,10 @@ Status Regex::ForEachMatch(std::string_view subject,
   size_t search_from = 0;
   size_t last_match_end = std::string_view::npos;
   while (search_from <= n) {
-    const int rc =
-        code_->jit ? pcre2_jit_match(code_->code, text, n, search_from, 0, scratch.data,
-                                     scratch.context)
-                   : pcre2_match(code_->code, text, n, search_from, PCRE2_NO_UTF_CHECK,
-                                 scratch.data, scratch.context);
+    const int rc = code_->jit ? pcre2_jit_match(code_->code, text, n, search_from, 0, scratch.data,
+                                                scratch.context)
+                              : pcre2_match(code_->code, text, n, search_from, PCRE2_NO_UTF_CHECK,
+                                            scratch.data, scratch.context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) return ResourceExhausted("regex match failed: ", PcreError(rc));
     const size_t begin = ovector[0];

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include <utf8proc.h>
 
@@ -11,35 +13,91 @@
 namespace moe::model {
 namespace {
 
-bool IsHangul(char32_t c) {
-  return (c >= 0x1100 && c <= 0x11FF) || (c >= 0xAC00 && c <= 0xD7A3);
-}
+constexpr char32_t kNumCodePoints = 0x110000;
 
-// False only when `c` is certainly left alone by `form` whatever surrounds it: a starter
-// (combining class 0) without a decomposition of the kind the form applies, that is not
-// excluded from composition and can never be the second character of a composition.
+bool IsHangulJamo(char32_t c) { return c >= 0x1100 && c <= 0x11FF; }
+bool IsHangulSyllable(char32_t c) { return c >= 0xAC00 && c <= 0xD7A3; }
+
+// Whether `form` may change `c` or let `c` change its neighbours. False only for characters that
+// are left alone whatever surrounds them: starters (combining class 0) that can never be the
+// second character of a composition, whose decomposition (of the kind the form applies) is
+// absent or, for the composing forms, gives the character back. Text made only of such
+// characters is already normalized (the Unicode quick-check argument).
 bool MayChange(char32_t c, NormalizationForm form) {
   if (c < 0x80) return false;
-  if (form == NormalizationForm::kNfc && c < 0x300) return false;
-  if (IsHangul(c)) return true;
+  const bool compose = form == NormalizationForm::kNfc || form == NormalizationForm::kNfkc;
+  const bool compat = form == NormalizationForm::kNfkc || form == NormalizationForm::kNfkd;
+  if (IsHangulJamo(c)) return true;
+  if (IsHangulSyllable(c)) return !compose;
   const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
   if (p->combining_class != 0 || p->comp_exclusion) return true;
   if (p->comb_index != UINT16_MAX && (p->comb_index & 0x8000)) return true;
-  if (p->decomp_seqindex != UINT16_MAX) {
-    const bool compat = form == NormalizationForm::kNfkc || form == NormalizationForm::kNfkd;
-    if (compat || p->decomp_type == 0) return true;
+  if (p->decomp_seqindex == UINT16_MAX) return false;
+  const bool canonical = p->decomp_type == 0;
+  if (!canonical && !compat) return false;
+  if (!compose) return true;
+  // A composing form keeps a character with a decomposition only when it recomposes to itself
+  // (not a singleton, a non-starter decomposition, an exclusion or, for NFKC, compatibility).
+  std::string alone;
+  AppendUtf8(c, &alone);
+  return NormalizeUnicode(alone, form) != alone;
+}
+
+// MayChange for every code point, computed once per form.
+class UnstableSet {
+ public:
+  explicit UnstableSet(NormalizationForm form) : bits_(kNumCodePoints / 64, 0) {
+    for (char32_t c = 0x80; c < kNumCodePoints; ++c) {
+      if (MayChange(c, form)) bits_[c >> 6] |= uint64_t{1} << (c & 63);
+    }
   }
-  return false;
+  bool Contains(char32_t c) const { return (bits_[c >> 6] >> (c & 63)) & 1; }
+
+ private:
+  std::vector<uint64_t> bits_;
+};
+
+const UnstableSet& UnstableFor(NormalizationForm form) {
+  switch (form) {
+    case NormalizationForm::kNfc: {
+      static const UnstableSet* set = new UnstableSet(NormalizationForm::kNfc);
+      return *set;
+    }
+    case NormalizationForm::kNfd: {
+      static const UnstableSet* set = new UnstableSet(NormalizationForm::kNfd);
+      return *set;
+    }
+    case NormalizationForm::kNfkc: {
+      static const UnstableSet* set = new UnstableSet(NormalizationForm::kNfkc);
+      return *set;
+    }
+    case NormalizationForm::kNfkd:
+      break;
+  }
+  static const UnstableSet* set = new UnstableSet(NormalizationForm::kNfkd);
+  return *set;
 }
 
 bool IsStable(std::string_view text, NormalizationForm form) {
+  const auto* p = reinterpret_cast<const uint8_t*>(text.data());
+  const size_t n = text.size();
+  const UnstableSet* unstable = nullptr;
   size_t pos = 0;
-  while (pos < text.size()) {
-    if (static_cast<uint8_t>(text[pos]) < 0x80) {
+  while (pos < n) {
+    if (pos + 8 <= n) {
+      uint64_t word;
+      std::memcpy(&word, p + pos, 8);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        pos += 8;
+        continue;
+      }
+    }
+    if (p[pos] < 0x80) {
       ++pos;
       continue;
     }
-    if (MayChange(NextCodePoint(text, &pos), form)) return false;
+    if (unstable == nullptr) unstable = &UnstableFor(form);
+    if (unstable->Contains(NextCodePoint(text, &pos))) return false;
   }
   return true;
 }
@@ -50,8 +108,8 @@ StatusOr<NormalizationForm> ParseForm(const JsonField& field) {
   if (type == "NFD") return NormalizationForm::kNfd;
   if (type == "NFKC") return NormalizationForm::kNfkc;
   if (type == "NFKD") return NormalizationForm::kNfkd;
-  return field.Child("type").Error(
-      "unsupported normalizer \"" + type + "\" (supported: NFC, NFD, NFKC, NFKD, Sequence)");
+  return field.Child("type").Error("unsupported normalizer \"" + type +
+                                   "\" (supported: NFC, NFD, NFKC, NFKD, Sequence)");
 }
 
 Status ParseInto(const JsonField& field, std::vector<NormalizationForm>* forms) {
@@ -97,10 +155,9 @@ std::string NormalizeUnicode(std::string_view text, NormalizationForm form) {
   }
   if (text.empty()) return std::string();
   utf8proc_uint8_t* result = nullptr;
-  const utf8proc_ssize_t n =
-      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                   static_cast<utf8proc_ssize_t>(text.size()), &result,
-                   static_cast<utf8proc_option_t>(options));
+  const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                                          static_cast<utf8proc_ssize_t>(text.size()), &result,
+                                          static_cast<utf8proc_option_t>(options));
   // The input was validated as UTF-8 before normalization, so utf8proc cannot reject it.
   MOE_CHECK(n >= 0) << "utf8proc_map: " << utf8proc_errmsg(n);
   std::string out(reinterpret_cast<const char*>(result), static_cast<size_t>(n));

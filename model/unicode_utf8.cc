@@ -72,10 +72,10 @@ size_t FindInvalidUtf8(std::string_view text) {
   return std::string_view::npos;
 }
 
-Status ValidateUtf8(std::string_view text, std::string_view what) {
+Status ValidateUtf8(std::string_view text) {
   const size_t bad = FindInvalidUtf8(text);
   if (bad == std::string_view::npos) return OkStatus();
-  return InvalidArgument(what, ": invalid UTF-8 at byte offset ", bad, " (byte 0x",
+  return InvalidArgument("invalid UTF-8 at byte offset ", bad, " (byte 0x",
                          absl::Hex(static_cast<uint8_t>(text[bad]), absl::kZeroPad2), ")");
 }
 

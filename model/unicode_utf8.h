@@ -17,8 +17,9 @@ namespace moe::model {
 // forms, surrogates and code points above U+10FFFF are ill-formed), or npos when `text` is valid.
 size_t FindInvalidUtf8(std::string_view text);
 
-// OK for valid UTF-8; otherwise InvalidArgument "<what>: invalid UTF-8 at byte offset N".
-Status ValidateUtf8(std::string_view text, std::string_view what);
+// OK for valid UTF-8; otherwise InvalidArgument "invalid UTF-8 at byte offset N (byte 0xXX)"
+// (callers prefix the field name with Annotate).
+Status ValidateUtf8(std::string_view text);
 
 // Decodes the code point starting at text[pos] of VALID UTF-8 and advances `pos` past it.
 inline char32_t NextCodePoint(std::string_view text, size_t* pos) {

@@ -189,7 +189,17 @@ StepPlan Scheduler::Schedule() {
   int num_running_after = static_cast<int>(running_.size());
   enum : uint8_t { kUndecided, kScheduled, kPreempted };
   std::vector<uint8_t> state(running_.size(), kUndecided);
-  std::vector<ScheduledSeq> decodes, prefills, admissions;
+  // Running sequences scheduled so far; an entry is dropped when a more important sequence
+  // preempts it later in planning.
+  struct Entry {
+    ScheduledSeq ss;
+    bool decode = false;
+    bool long_prefill = false;
+    bool dropped = false;
+  };
+  std::vector<Entry> entries;
+  std::vector<int> entry_of(running_.size(), -1);
+  std::vector<ScheduledSeq> admissions;
   int long_prefills = 0;
   auto is_long = [&](int uncomputed) {
     return config_.long_prefill_threshold > 0 && uncomputed > config_.long_prefill_threshold;
@@ -205,11 +215,23 @@ StepPlan Scheduler::Schedule() {
     }
     --num_running_after;
   };
-  // Frees blocks by preempting undecided running sequences after `idx` (lower priority, later
-  // arrival), the last one first, until `needed` blocks are available.
+  // Takes back a scheduled sequence's step: its budget and the blocks it was given.
+  auto unschedule = [&](size_t v) {
+    Entry& e = entries[entry_of[v]];
+    e.dropped = true;
+    budget += e.ss.num_tokens;
+    if (e.long_prefill) --long_prefills;
+    for (int k = 0; k < e.ss.num_new_blocks; ++k) {
+      blocks.Release(e.ss.block_table[e.ss.block_table.size() - 1 - k]);
+    }
+  };
+  // Frees blocks by preempting running sequences after `idx` (lower priority, later arrival),
+  // the last one first, until `needed` blocks are available. A victim already scheduled in this
+  // plan loses its step.
   auto make_room = [&](size_t idx, int needed) {
     for (size_t v = running_.size(); v-- > idx + 1 && blocks.available() < needed;) {
-      if (state[v] == kUndecided) preempt(v);
+      if (state[v] == kScheduled) unschedule(v);
+      if (state[v] != kPreempted) preempt(v);
     }
     return blocks.available() >= needed;
   };
@@ -250,8 +272,10 @@ StepPlan Scheduler::Schedule() {
       ss.num_new_blocks = std::max(needed, 0);
       state[i] = kScheduled;
       budget -= n;
-      if (!decode && is_long(uncomputed)) ++long_prefills;
-      (decode ? decodes : prefills).push_back(std::move(ss));
+      const bool long_prefill = !decode && is_long(uncomputed);
+      if (long_prefill) ++long_prefills;
+      entry_of[i] = static_cast<int>(entries.size());
+      entries.push_back(Entry{std::move(ss), decode, long_prefill, false});
     }
   }
 
@@ -305,10 +329,12 @@ StepPlan Scheduler::Schedule() {
     admissions.push_back(std::move(ss));
   }
 
-  plan.seqs = std::move(decodes);
-  for (auto* list : {&prefills, &admissions}) {
-    for (ScheduledSeq& ss : *list) plan.seqs.push_back(std::move(ss));
+  for (bool decodes : {true, false}) {
+    for (Entry& e : entries) {
+      if (!e.dropped && e.decode == decodes) plan.seqs.push_back(std::move(e.ss));
+    }
   }
+  for (ScheduledSeq& ss : admissions) plan.seqs.push_back(std::move(ss));
   for (const ScheduledSeq& ss : plan.seqs) plan.num_tokens += ss.num_tokens;
   return plan;
 }

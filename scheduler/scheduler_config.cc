@@ -14,6 +14,14 @@ Status SchedulerConfig::Validate() const {
   if (max_waiting < 1) return InvalidArgument("max_waiting must be >= 1");
   if (block_size < 1) return InvalidArgument("block_size must be >= 1");
   if (num_blocks < 1) return InvalidArgument("the KV cache must hold at least one block");
+  // A sequence may grow to max_model_len; if the whole cache cannot hold one, it would preempt
+  // itself forever (vLLM refuses such configurations too).
+  if (static_cast<int64_t>(num_blocks) * block_size < max_model_len) {
+    return InvalidArgument("the KV cache holds ", static_cast<int64_t>(num_blocks) * block_size,
+                           " tokens, fewer than the context limit max_model_len=", max_model_len,
+                           "; give the cache more memory (--kv-cache-bytes / --kv-cache-fraction) ",
+                           "or lower --max-context");
+  }
   return OkStatus();
 }
 

@@ -13,7 +13,8 @@ KServeInferCall::KServeInferCall(grpc::CallbackServerContext* context,
     : gateway_(gateway), response_(response), state_(std::make_shared<State>()) {
   std::lock_guard<std::recursive_mutex> lock(state_->mu);
   state_->call = this;
-  StatusOr<const KServeModel*> model = models->Find(request->model_name(), request->model_version());
+  StatusOr<const KServeModel*> model =
+      models->Find(request->model_name(), request->model_version());
   if (!model.ok()) {
     FinishLocked(ToGrpcStatus(model.status()));
     return;
@@ -31,7 +32,8 @@ KServeInferCall::KServeInferCall(grpc::CallbackServerContext* context,
   }
   if (parsed->streaming) {
     FinishLocked(ToGrpcStatus(InvalidArgument(
-        "input '", model_->stream_input(), "' = true: the model is decoupled; stream with ModelStreamInfer, or set it false for "
+        "input '", model_->stream_input(),
+        "' = true: the model is decoupled; stream with ModelStreamInfer, or set it false for "
         "one response")));
     return;
   }

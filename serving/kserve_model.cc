@@ -185,8 +185,7 @@ StatusOr<KServeRequest> KServeModel::Parse(const inference::ModelInferRequest& r
   if (!IsStopRequest(in)) {
     for (const TensorSpec& spec : inputs_) {
       if (!spec.optional && in.Find(spec.name) == nullptr) {
-        return InvalidArgument("missing required input '", spec.name, "' for model '", name_,
-                               "'");
+        return InvalidArgument("missing required input '", spec.name, "' for model '", name_, "'");
       }
     }
   }
@@ -235,8 +234,8 @@ StatusOr<const KServeModel*> KServeModelSet::Find(std::string_view name,
   for (const auto& model : models_) {
     if (model->name() != name) continue;
     if (!version.empty() && version != kVersionName) {
-      return NotFound("model '", name, "' has no version '", version, "' (versions: ",
-                      kVersionName, ")");
+      return NotFound("model '", name, "' has no version '", version, "' (versions: ", kVersionName,
+                      ")");
     }
     return model.get();
   }

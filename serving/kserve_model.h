@@ -41,8 +41,8 @@ struct KServeRequest {
   bool stop = false;
   // false (TRT-LLM's default): the prompt is part of the first / unary output.
   bool exclude_input = false;
-  std::string prompt_text;           // text model: echoed unless exclude_input
-  std::vector<int32_t> prompt_ids;   // token model: echoed in unary output_ids unless exclude_input
+  std::string prompt_text;          // text model: echoed unless exclude_input
+  std::vector<int32_t> prompt_ids;  // token model: echoed in unary output_ids unless exclude_input
   bool return_log_probs = false;
   bool return_perf_metrics = false;
   bool return_finish_reason = false;
@@ -102,8 +102,8 @@ class KServeModel {
   StatusOr<KServeRequest> Parse(const inference::ModelInferRequest& request) const;
   // A responder for a request the gateway accepted (`request` still holds the generation request
   // it was submitted with).
-  virtual std::unique_ptr<KServeResponder> NewResponder(const KServeRequest& request,
-                                                        const SubmittedRequest& submitted) const = 0;
+  virtual std::unique_ptr<KServeResponder> NewResponder(
+      const KServeRequest& request, const SubmittedRequest& submitted) const = 0;
   // Gateway / engine errors name native fields ("sampling.max_tokens"); this rewrites them to
   // this model's tensor names.
   Status RenameFields(const Status& status) const;
@@ -115,7 +115,7 @@ class KServeModel {
 
  protected:
   virtual StatusOr<KServeRequest> Convert(const InputSet& inputs) const = 0;
-  // Inputs that are required unless `stop` is true.
+  // A TRT-LLM stop request (stop = true): its required inputs are not checked.
   bool IsStopRequest(const InputSet& inputs) const;
 
   std::string name_;
@@ -160,8 +160,8 @@ class ExtraOutputs {
                std::vector<std::string> main_outputs);
   // Whether output `name` goes into responses.
   bool Wanted(std::string_view name) const;
-  // Adds the extra outputs for a response carrying `num_tokens` tokens with `logprobs`; perf
-  // outputs and the finish reason only when `batch.finished`.
+  // Adds the extra outputs for a response carrying `num_tokens` tokens with `logprobs`. Perf
+  // outputs only when `batch.finished`; finish_reason is "" until then.
   void Add(std::span<const scheduler::SampleOutput> logprobs, int num_tokens,
            const StreamBatch& batch, const std::string& finish_reason,
            inference::ModelInferResponse* response);

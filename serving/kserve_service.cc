@@ -85,8 +85,8 @@ class KServeService final : public inf::GRPCInferenceService::CallbackService {
     return new KServeInferCall(context, request, response, &models_, gateway_, retry_after_ms_);
   }
 
-  grpc::ServerBidiReactor<inf::ModelInferRequest, inf::ModelStreamInferResponse>*
-  ModelStreamInfer(grpc::CallbackServerContext* context) override {
+  grpc::ServerBidiReactor<inf::ModelInferRequest, inf::ModelStreamInferResponse>* ModelStreamInfer(
+      grpc::CallbackServerContext* context) override {
     return new KServeStreamCall(context, &models_, gateway_);
   }
 

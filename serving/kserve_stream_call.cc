@@ -15,10 +15,14 @@ bool BoolParameter(const google::protobuf::Map<std::string, inference::InferPara
   if (it == params.end()) return false;
   const inference::InferParameter& p = it->second;
   switch (p.parameter_choice_case()) {
-    case inference::InferParameter::kBoolParam: return p.bool_param();
-    case inference::InferParameter::kStringParam: return p.string_param() == "true";
-    case inference::InferParameter::kInt64Param: return p.int64_param() != 0;
-    default: return false;
+    case inference::InferParameter::kBoolParam:
+      return p.bool_param();
+    case inference::InferParameter::kStringParam:
+      return p.string_param() == "true";
+    case inference::InferParameter::kInt64Param:
+      return p.int64_param() != 0;
+    default:
+      return false;
   }
 }
 
@@ -57,8 +61,7 @@ void KServeStreamCall::OnReadDone(bool ok) {
 }
 
 void KServeStreamCall::HandleRequestLocked(const inference::ModelInferRequest& request) {
-  StatusOr<const KServeModel*> model =
-      models_->Find(request.model_name(), request.model_version());
+  StatusOr<const KServeModel*> model = models_->Find(request.model_name(), request.model_version());
   if (!model.ok()) {
     FailRequestLocked(request.id(), request.model_name(), model.status());
     return;
@@ -119,8 +122,7 @@ void KServeStreamCall::FailRequestLocked(const std::string& id, const std::strin
   PumpLocked();
 }
 
-void KServeStreamCall::QueueEmptyFinalLocked(const std::string& id,
-                                             const std::string& model_name) {
+void KServeStreamCall::QueueEmptyFinalLocked(const std::string& id, const std::string& model_name) {
   inference::ModelStreamInferResponse response;
   SetHeader(id, model_name, /*final=*/true, response.mutable_infer_response());
   queued_.push_back(std::move(response));

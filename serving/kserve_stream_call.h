@@ -34,9 +34,8 @@
 
 namespace moe::serving {
 
-class KServeStreamCall final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
-                                     inference::ModelStreamInferResponse> {
+class KServeStreamCall final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                                              inference::ModelStreamInferResponse> {
  public:
   KServeStreamCall(grpc::CallbackServerContext* context, const KServeModelSet* models,
                    RequestGateway* gateway);
@@ -83,8 +82,8 @@ class KServeStreamCall final
   bool grpc_errors_ = false;  // client header triton_grpc_error: true
 
   // Guarded by state_->mu.
-  inference::ModelInferRequest request_;           // the read in flight
-  inference::ModelStreamInferResponse response_;   // the write in flight
+  inference::ModelInferRequest request_;                    // the read in flight
+  inference::ModelStreamInferResponse response_;            // the write in flight
   std::deque<inference::ModelStreamInferResponse> queued_;  // errors and empty finals
   std::map<uint64_t, Entry> entries_;
   std::deque<uint64_t> ready_;  // entries whose RequestStream is busy, round-robin

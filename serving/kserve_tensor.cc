@@ -315,8 +315,8 @@ void AddInt64Output(std::string_view name, std::vector<int64_t> shape,
   AddOutput(name, "INT64", std::move(shape), RawOf(values), response);
 }
 
-void AddFp32Output(std::string_view name, std::vector<int64_t> shape,
-                   std::span<const float> values, inference::ModelInferResponse* response) {
+void AddFp32Output(std::string_view name, std::vector<int64_t> shape, std::span<const float> values,
+                   inference::ModelInferResponse* response) {
   AddOutput(name, "FP32", std::move(shape), RawOf(values), response);
 }
 

@@ -86,8 +86,8 @@ void AddUint32Output(std::string_view name, std::vector<int64_t> shape,
                      std::span<const uint32_t> values, inference::ModelInferResponse* response);
 void AddInt64Output(std::string_view name, std::vector<int64_t> shape,
                     std::span<const int64_t> values, inference::ModelInferResponse* response);
-void AddFp32Output(std::string_view name, std::vector<int64_t> shape,
-                   std::span<const float> values, inference::ModelInferResponse* response);
+void AddFp32Output(std::string_view name, std::vector<int64_t> shape, std::span<const float> values,
+                   inference::ModelInferResponse* response);
 
 // Reading outputs back (clients and tests): the raw contents of output `name`, or null.
 const std::string* FindRawOutput(const inference::ModelInferResponse& response,

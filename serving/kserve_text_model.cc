@@ -97,8 +97,7 @@ class TextResponder final : public KServeResponder {
       batch.logprobs.clear();
     }
     pending_tokens_ += static_cast<int>(batch.tokens.size());
-    pending_logprobs_.insert(pending_logprobs_.end(), batch.logprobs.begin(),
-                             batch.logprobs.end());
+    pending_logprobs_.insert(pending_logprobs_.end(), batch.logprobs.begin(), batch.logprobs.end());
     if (!batch.finished && (!streaming_ || pending_text_.empty())) return {};
     std::string text = std::move(pending_text_);
     if (!echoed_) {
@@ -167,8 +166,7 @@ StatusOr<std::optional<bool>> JsonBool(const Json& obj, const char* key) {
     if (s == "true" || s == "True") return std::optional<bool>(true);
     if (s == "false" || s == "False") return std::optional<bool>(false);
   }
-  return InvalidArgument("sampling_parameters.", key, ": expected true or false, got ",
-                         it->dump());
+  return InvalidArgument("sampling_parameters.", key, ": expected true or false, got ", it->dump());
 }
 
 }  // namespace
@@ -304,15 +302,14 @@ StatusOr<KServeRequest> KServeTextModel::Convert(const InputSet& in) const {
   r.generation.text = text->bytes[0];
   const InputTensor* json = in.Find("sampling_parameters");
   if (json != nullptr) MOE_RETURN_IF_ERROR(ApplySamplingParametersJson(json->bytes[0], &r));
-  MOE_RETURN_IF_ERROR(ApplySamplingTensors(
-      in,
-      {.max_tokens = {"max_tokens"},
-       .top_k = {"top_k"},
-       .top_p = {"top_p"},
-       .seed = {"seed", "random_seed"},
-       .min_tokens = {"min_tokens", "min_length"},
-       .length_penalty = {"length_penalty"}},
-      /*greedy_by_default=*/json == nullptr, &r));
+  MOE_RETURN_IF_ERROR(ApplySamplingTensors(in,
+                                           {.max_tokens = {"max_tokens"},
+                                            .top_k = {"top_k"},
+                                            .top_p = {"top_p"},
+                                            .seed = {"seed", "random_seed"},
+                                            .min_tokens = {"min_tokens", "min_length"},
+                                            .length_penalty = {"length_penalty"}},
+                                           /*greedy_by_default=*/json == nullptr, &r));
   r.streaming = in.Bool("stream").value_or(false);
   if (const InputTensor* stops = in.Find("stop_words")) {
     for (const std::string& s : stops->bytes) {

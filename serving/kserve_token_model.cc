@@ -87,8 +87,7 @@ class TokenResponder final : public KServeResponder {
       }
     }
     pending_.insert(pending_.end(), batch.tokens.begin(), batch.tokens.end());
-    pending_logprobs_.insert(pending_logprobs_.end(), batch.logprobs.begin(),
-                             batch.logprobs.end());
+    pending_logprobs_.insert(pending_logprobs_.end(), batch.logprobs.begin(), batch.logprobs.end());
     if (!batch.finished && (!streaming_ || pending_.empty())) return {};
     const int new_tokens = static_cast<int>(pending_.size());
     std::vector<int32_t> ids;
@@ -186,15 +185,14 @@ StatusOr<KServeRequest> KServeTokenModel::Convert(const InputSet& in) const {
   if (prompt.empty()) return InvalidArgument("input 'input_ids': the prompt is empty");
   for (int64_t id : prompt) r.prompt_ids.push_back(static_cast<int32_t>(id));
   r.generation.input_ids = std::move(prompt);
-  MOE_RETURN_IF_ERROR(ApplySamplingTensors(
-      in,
-      {.max_tokens = {"request_output_len"},
-       .top_k = {"runtime_top_k"},
-       .top_p = {"runtime_top_p"},
-       .seed = {"seed", "random_seed"},
-       .min_tokens = {"min_tokens", "min_length"},
-       .length_penalty = {"len_penalty", "length_penalty"}},
-      /*greedy_by_default=*/true, &r));
+  MOE_RETURN_IF_ERROR(ApplySamplingTensors(in,
+                                           {.max_tokens = {"request_output_len"},
+                                            .top_k = {"runtime_top_k"},
+                                            .top_p = {"runtime_top_p"},
+                                            .seed = {"seed", "random_seed"},
+                                            .min_tokens = {"min_tokens", "min_length"},
+                                            .length_penalty = {"len_penalty", "length_penalty"}},
+                                           /*greedy_by_default=*/true, &r));
   r.streaming = in.Bool("streaming").value_or(false);
   if (const InputTensor* t = in.Find("stop_words_list")) {
     MOE_ASSIGN_OR_RETURN(auto seqs, ParseWordList(t->ints, t->shape.back(), t->name));

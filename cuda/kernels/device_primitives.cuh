@@ -19,8 +19,8 @@ __device__ __forceinline__ uint32_t SmemAddress(const void* p) {
 // are zero-filled (src must still be a mapped address; callers pass the tensor base).
 __device__ __forceinline__ void CpAsync16(uint32_t smem_dst, const void* global_src, bool valid) {
   const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_dst),
-               "l"(global_src), "r"(src_bytes)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_dst), "l"(global_src),
+               "r"(src_bytes)
                : "memory");
 }
 
@@ -61,7 +61,9 @@ __device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
 }
 
 __device__ __forceinline__ float LoadAsFloat(const float* p) { return *p; }
-__device__ __forceinline__ float LoadAsFloat(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float LoadAsFloat(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
 __device__ __forceinline__ void StoreFromFloat(float* p, float v) { *p = v; }
 __device__ __forceinline__ void StoreFromFloat(__nv_bfloat16* p, float v) {
   *p = __float2bfloat16_rn(v);

@@ -15,6 +15,7 @@
 
 #include <cuda_bf16.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "cuda/kernels/device_primitives.cuh"
@@ -27,11 +28,11 @@ struct GroupedGemmParams {
   const __nv_bfloat16* a;      // [rows or source rows, lda]
   const int32_t* a_row_index;  // [row_capacity] or null
   int64_t lda;
-  const __nv_bfloat16* w;      // [num_experts, n, k]
-  int64_t w_expert_stride;     // n * k
+  const __nv_bfloat16* w;         // [num_experts, n, k]
+  int64_t w_expert_stride;        // n * k
   const int32_t* expert_offsets;  // [num_experts + 1]
   int num_experts;
-  __nv_bfloat16* out;          // [row_capacity, ldc]
+  __nv_bfloat16* out;  // [row_capacity, ldc]
   int64_t ldc;
   int64_t row_capacity;
   int n;
@@ -59,11 +60,14 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
   static_assert(kALoads * kThreads == kBM * kChunks, "A tile copy must divide evenly");
   static_assert(kBLoads * kThreads == kBN * kChunks, "B tile copy must divide evenly");
   static_assert(kThreads % kChunks == 0, "each thread copies one fixed k column");
+  constexpr int kRowsPerPass = kThreads / kChunks;
+  constexpr int kPassBytes = kRowsPerPass * kBK * 2;
+  static_assert(kRowsPerPass % 8 == 0, "copy passes must keep the swizzle phase");
   static_assert(kStages >= 2, "pipeline needs at least two stages");
 
   extern __shared__ __align__(128) unsigned char smem[];
   int32_t* s_offsets = reinterpret_cast<int32_t*>(smem + kStages * kStageBytes);  // [E + 1]
-  int32_t* s_prefix = s_offsets + p.num_experts + 1;                                 // [E + 1]
+  int32_t* s_prefix = s_offsets + p.num_experts + 1;                              // [E + 1]
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -95,58 +99,47 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
 
   const uint32_t smem_base = SmemAddress(smem);
   const int k_col = (tid % kChunks) * 8;  // this thread's k offset inside a k tile
+  const int copy_row = tid / kChunks;     // first tile row this thread copies
+  const uint32_t copy_dst = static_cast<uint32_t>(SwizzledOffset(copy_row, tid % kChunks, kBK) * 2);
   const int num_k_tiles = static_cast<int>(CeilDiv(p.k, kBK));
   const int64_t num_tiles = static_cast<int64_t>(s_prefix[p.num_experts]) * p.num_n_tiles;
 
   for (int64_t tile = blockIdx.x; tile < num_tiles; tile += gridDim.x) {
-    const GroupedTile t = DecodeGroupedTile(tile, p.num_n_tiles, s_prefix, s_offsets,
-                                            p.num_experts, kBM, kBN, p.row_capacity);
+    const GroupedTile t = DecodeGroupedTile(tile, p.num_n_tiles, s_prefix, s_offsets, p.num_experts,
+                                            kBM, kBN, p.row_capacity);
     if (t.row_end <= t.row_begin) continue;  // only for offsets past row_capacity; uniform
     const __nv_bfloat16* w = p.w + t.expert * p.w_expert_stride;
 
-    // Fixed copy assignments for this tile: source row pointers and swizzled smem offsets.
+    // Fixed copy assignments for this tile. Thread tid copies chunk tid % kChunks of rows
+    // copy_row, copy_row + kRowsPerPass, ...; kRowsPerPass is a multiple of the swizzle period
+    // (8 rows), so every pass lands at the same swizzled offset plus a constant.
     const __nv_bfloat16* a_src[kALoads];
-    uint32_t a_dst[kALoads];
     bool a_ok[kALoads];
 #pragma unroll
     for (int i = 0; i < kALoads; ++i) {
-      const int id = tid + i * kThreads;
-      const int row = id / kChunks;
-      const int chunk = id % kChunks;
-      const int32_t grow = t.row_begin + row;
+      const int32_t grow = t.row_begin + copy_row + i * kRowsPerPass;
       int64_t src_row = -1;
       if (grow < t.row_end) src_row = p.a_row_index != nullptr ? p.a_row_index[grow] : grow;
       a_ok[i] = src_row >= 0;
       a_src[i] = p.a + (a_ok[i] ? src_row * p.lda : 0) + k_col;
-      a_dst[i] = static_cast<uint32_t>((row * kBK + SwizzleChunk(row, chunk, kChunks) * 8) * 2);
     }
-    const __nv_bfloat16* b_src[kBLoads];
-    uint32_t b_dst[kBLoads];
-    bool b_ok[kBLoads];
-#pragma unroll
-    for (int i = 0; i < kBLoads; ++i) {
-      const int id = tid + i * kThreads;
-      const int row = id / kChunks;
-      const int chunk = id % kChunks;
-      const int gn = t.n_begin + row;
-      b_ok[i] = gn < p.n;
-      b_src[i] = w + (b_ok[i] ? static_cast<int64_t>(gn) * p.k : 0) + k_col;
-      b_dst[i] = static_cast<uint32_t>(
-          kAElems * 2 + (row * kBK + SwizzleChunk(row, chunk, kChunks) * 8) * 2);
-    }
+    const __nv_bfloat16* b_src = w + static_cast<int64_t>(t.n_begin + copy_row) * p.k + k_col;
+    const int b_rows_left = p.n - (t.n_begin + copy_row);  // pass i valid while < this
     auto load_stage = [&](int stage, int k_tile) {
       const int k0 = k_tile * kBK;
       const bool k_ok = k0 + k_col < p.k;
-      const uint32_t base = smem_base + stage * kStageBytes;
+      const uint32_t a_base = smem_base + stage * kStageBytes + copy_dst;
+      const uint32_t b_base = a_base + kAElems * 2;
 #pragma unroll
       for (int i = 0; i < kALoads; ++i) {
         const bool ok = a_ok[i] && k_ok;
-        CpAsync16(base + a_dst[i], ok ? a_src[i] + k0 : p.a, ok);
+        CpAsync16(a_base + i * kPassBytes, ok ? a_src[i] + k0 : p.a, ok);
       }
 #pragma unroll
       for (int i = 0; i < kBLoads; ++i) {
-        const bool ok = b_ok[i] && k_ok;
-        CpAsync16(base + b_dst[i], ok ? b_src[i] + k0 : p.w, ok);
+        const bool ok = i * kRowsPerPass < b_rows_left && k_ok;
+        CpAsync16(b_base + i * kPassBytes,
+                  ok ? b_src + static_cast<int64_t>(i) * kRowsPerPass * p.k + k0 : p.w, ok);
       }
     };
 
@@ -184,17 +177,14 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
         uint32_t bf[kNT][2];
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          const int row = warp_m * kTM + mt * 16 + (lane & 15);
-          const int chunk = kk * 2 + (lane >> 4);
-          LdMatrixX4(af[mt],
-                     a_base + (row * kBK + SwizzleChunk(row, chunk, kChunks) * 8) * 2);
+          const RowChunk rc = LdmatrixALane(lane, warp_m * kTM + mt * 16, kk);
+          LdMatrixX4(af[mt], a_base + SwizzledOffset(rc.row, rc.chunk, kBK) * 2);
         }
 #pragma unroll
         for (int np = 0; np < kNT / 2; ++np) {
-          const int row = warp_n * kTN + np * 16 + (lane & 7) + ((lane >> 4) << 3);
-          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          const RowChunk rc = LdmatrixBLane(lane, warp_n * kTN + np * 16, kk);
           uint32_t r[4];
-          LdMatrixX4(r, b_base + (row * kBK + SwizzleChunk(row, chunk, kChunks) * 8) * 2);
+          LdMatrixX4(r, b_base + SwizzledOffset(rc.row, rc.chunk, kBK) * 2);
           bf[2 * np][0] = r[0];
           bf[2 * np][1] = r[1];
           bf[2 * np + 1][0] = r[2];
@@ -213,18 +203,18 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
     CpAsyncWait<0>();
     __syncthreads();
 
-    // Epilogue: thread holds rows g and g + 8, columns 2 tq and 2 tq + 1 of every mma tile.
-    const int g = lane >> 2;
-    const int tq = lane & 3;
+    // Epilogue: registers (2 half, 2 half + 1) of every mma tile are two adjacent columns of
+    // one row (AccumulatorRow / AccumulatorCol).
+    const int acc_col = AccumulatorCol(lane, 0);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int32_t grow = t.row_begin + warp_m * kTM + mt * 16 + half * 8 + g;
+        const int32_t grow = t.row_begin + warp_m * kTM + mt * 16 + AccumulatorRow(lane, 2 * half);
         if (grow >= t.row_end) continue;
         __nv_bfloat16* out_row = p.out + grow * p.ldc;
         if constexpr (kSwiGlu) {
-          // n8 tiles 2np (gate) and 2np + 1 (up) cover the same 8 features (PackedGateRow).
+          // n8 tiles 2np (gate) and 2np + 1 (up) hold the same 8 features (PackedGateRow).
 #pragma unroll
           for (int np = 0; np < kNT / 2; ++np) {
             const int packed = t.n_begin + warp_n * kTN + np * 16;
@@ -233,14 +223,15 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
             const float* up = acc[mt][2 * np + 1];
             const float h0 = Silu(gate[2 * half]) * up[2 * half];
             const float h1 = Silu(gate[2 * half + 1]) * up[2 * half + 1];
-            *reinterpret_cast<uint32_t*>(out_row + packed / 2 + 2 * tq) = PackBf16x2(h0, h1);
+            *reinterpret_cast<uint32_t*>(out_row + FeatureOfPackedRow(packed + acc_col)) =
+                PackBf16x2(h0, h1);
           }
         } else {
 #pragma unroll
           for (int nt = 0; nt < kNT; ++nt) {
             const int col = t.n_begin + warp_n * kTN + nt * 8;
             if (col >= p.n) continue;
-            *reinterpret_cast<uint32_t*>(out_row + col + 2 * tq) =
+            *reinterpret_cast<uint32_t*>(out_row + col + acc_col) =
                 PackBf16x2(acc[mt][nt][2 * half], acc[mt][nt][2 * half + 1]);
           }
         }
@@ -249,35 +240,66 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
   }
 }
 
-// Host side: launches one configuration as a persistent grid.
+// Per-device launch facts of one kernel instantiation, computed once (the first launch on a
+// device sets the shared-memory opt-in and queries SMs and occupancy); later launches only read
+// them, so the launcher's host cost stays a few hundred nanoseconds.
+struct KernelDeviceInfo {
+  int num_sms = 0;
+  int blocks_per_sm = 0;
+};
+
+inline constexpr int kMaxCachedDevices = 64;
+
+template <typename Kernel>
+cudaError_t KernelInfoForCurrentDevice(Kernel kernel_fn, int threads, int64_t max_smem,
+                                       std::atomic<int64_t> (&cache)[kMaxCachedDevices],
+                                       KernelDeviceInfo* info) {
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return err;
+  const int64_t cached =
+      device < kMaxCachedDevices ? cache[device].load(std::memory_order_acquire) : 0;
+  if (cached != 0) {
+    info->num_sms = static_cast<int>(cached >> 32);
+    info->blocks_per_sm = static_cast<int>(cached & 0xffffffff);
+    return cudaSuccess;
+  }
+  err = cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(max_smem));
+  if (err != cudaSuccess) return err;
+  err = cudaDeviceGetAttribute(&info->num_sms, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  // Occupancy at the largest schedule; smaller expert counts can only fit as many or more.
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&info->blocks_per_sm, kernel_fn, threads,
+                                                      static_cast<size_t>(max_smem));
+  if (err != cudaSuccess) return err;
+  if (info->blocks_per_sm < 1) return cudaErrorInvalidConfiguration;
+  if (device < kMaxCachedDevices) {
+    cache[device].store((static_cast<int64_t>(info->num_sms) << 32) | info->blocks_per_sm,
+                        std::memory_order_release);
+  }
+  return cudaSuccess;
+}
+
+// Host side: launches one configuration as a persistent grid of
+// min(tile bound, SMs x resident CTAs) CTAs.
 template <int kBM, int kBN, int kBK, int kWM, int kWN, int kStages, int kMinBlocks, bool kSwiGlu>
 cudaError_t LaunchGroupedGemmConfig(const internal::GroupedGemmLaunch& l, cudaStream_t stream) {
   constexpr int kThreads = kWM * kWN * 32;
+  constexpr int64_t kPipelineBytes = static_cast<int64_t>(kStages) * (kBM + kBN) * kBK * 2;
   const auto kernel_fn = &GroupedGemmKernel<kBM, kBN, kBK, kWM, kWN, kStages, kMinBlocks, kSwiGlu>;
-  const int64_t smem =
-      static_cast<int64_t>(kStages) * (kBM + kBN) * kBK * 2 + ScheduleSmemBytes(l.num_experts);
-  const int64_t max_smem = static_cast<int64_t>(kStages) * (kBM + kBN) * kBK * 2 +
-                           ScheduleSmemBytes(kGroupedGemmMaxExperts);
-  cudaError_t err = cudaFuncSetAttribute(kernel_fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(max_smem));
+  static std::atomic<int64_t> cache[kMaxCachedDevices];
+  KernelDeviceInfo info;
+  cudaError_t err = KernelInfoForCurrentDevice(
+      kernel_fn, kThreads, kPipelineBytes + ScheduleSmemBytes(kGroupedGemmMaxExperts), cache,
+      &info);
   if (err != cudaSuccess) return err;
-  int blocks_per_sm = 0;
-  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, kernel_fn, kThreads,
-                                                      static_cast<size_t>(smem));
-  if (err != cudaSuccess) return err;
-  int num_sms = l.num_sms;
-  if (num_sms <= 0) {
-    int device = 0;
-    err = cudaGetDevice(&device);
-    if (err != cudaSuccess) return err;
-    err = cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, device);
-    if (err != cudaSuccess) return err;
-  }
+  const int num_sms = l.num_sms > 0 ? l.num_sms : info.num_sms;
   const int num_n_tiles = static_cast<int>(CeilDiv(l.n, kBN));
   const int64_t max_tiles = MaxGroupedMTiles(l.row_capacity, l.num_experts, kBM) * num_n_tiles;
-  const int64_t grid =
-      MinI64(max_tiles, static_cast<int64_t>(num_sms) * (blocks_per_sm > 0 ? blocks_per_sm : 1));
+  const int64_t grid = MinI64(max_tiles, static_cast<int64_t>(num_sms) * info.blocks_per_sm);
   if (grid <= 0) return cudaSuccess;
+  const int64_t smem = kPipelineBytes + ScheduleSmemBytes(l.num_experts);
 
   GroupedGemmParams p{};
   p.a = static_cast<const __nv_bfloat16*>(l.a);

@@ -55,7 +55,9 @@ struct GroupedGemmProblem {
   int64_t ldc = 0;           // elements between rows of out; 0 = output columns; even
   GroupedGemmEpilogue epilogue = GroupedGemmEpilogue::kNone;
   GroupedGemmTile tile = GroupedGemmTile::kAuto;
-  int num_sms = 0;  // SMs of the device for the persistent grid; 0 = query the current device
+  // Persistent grid width in SMs: 0 = every SM of the current device (queried once per device);
+  // fewer leaves SMs to work overlapping on other streams (nano-batch overlap).
+  int num_sms = 0;
 };
 
 struct GroupedGemmBuffers {
@@ -64,9 +66,9 @@ struct GroupedGemmBuffers {
   // Optional [row_capacity]: GEMM row r reads A row a_row_index[r] (-1 = a zero row). Pass
   // Permute's row_to_token to fuse the permute gather into the gate+up GEMM.
   const int32_t* a_row_index = nullptr;
-  const Bf16* weights = nullptr;          // [E, n, k], layout above; 16-byte aligned
+  const Bf16* weights = nullptr;            // [E, n, k], layout above; 16-byte aligned
   const int32_t* expert_offsets = nullptr;  // [E + 1], device, exclusive prefix of segment rows
-  Bf16* out = nullptr;                    // [row_capacity, ldc]; rows outside segments untouched
+  Bf16* out = nullptr;                      // [row_capacity, ldc]; rows outside segments untouched
 };
 
 // Output columns of the GEMM: n, or n / 2 with the SwiGLU epilogue.

@@ -76,8 +76,8 @@ cublasStatus_t CublasGroupedGemm(cublasHandle_t handle, const CublasGroupedGemmP
   const void** a_ptrs = w_ptrs + num_experts;
   void** out_ptrs = const_cast<void**>(a_ptrs + num_experts);
   kernel::BuildGroupedPointersKernel<<<1, kGroupedGemmMaxExperts, 0, stream>>>(
-      buffers.expert_offsets, num_experts, reinterpret_cast<const __nv_bfloat16*>(buffers.a),
-      lda, reinterpret_cast<const __nv_bfloat16*>(buffers.weights),
+      buffers.expert_offsets, num_experts, reinterpret_cast<const __nv_bfloat16*>(buffers.a), lda,
+      reinterpret_cast<const __nv_bfloat16*>(buffers.weights),
       static_cast<int64_t>(problem.n) * problem.k, reinterpret_cast<__nv_bfloat16*>(buffers.out),
       ldc, w_ptrs, a_ptrs, out_ptrs);
   if (cudaGetLastError() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
@@ -99,10 +99,10 @@ cublasStatus_t CublasGemmLoop(cublasHandle_t handle, const CublasGroupedGemmProb
     const int32_t begin = problem.host_expert_offsets[e];
     const int rows = problem.host_expert_offsets[e + 1] - begin;
     if (rows <= 0) continue;
-    const cublasStatus_t status = CublasDenseGemm(
-        handle, rows, problem.n, problem.k, buffers.a + begin * lda, lda,
-        buffers.weights + static_cast<int64_t>(e) * problem.n * problem.k,
-        buffers.out + begin * ldc, ldc, stream);
+    const cublasStatus_t status =
+        CublasDenseGemm(handle, rows, problem.n, problem.k, buffers.a + begin * lda, lda,
+                        buffers.weights + static_cast<int64_t>(e) * problem.n * problem.k,
+                        buffers.out + begin * ldc, ldc, stream);
     if (status != CUBLAS_STATUS_SUCCESS) return status;
   }
   return CUBLAS_STATUS_SUCCESS;

@@ -21,11 +21,11 @@
 namespace moe::cuda {
 
 struct CublasGroupedGemmProblem {
-  int num_experts = 0;  // E in [1, 1024]
-  int n = 0;            // output features
-  int k = 0;            // reduction size
-  int64_t lda = 0;      // elements; 0 = k
-  int64_t ldc = 0;      // elements; 0 = n
+  int num_experts = 0;                           // E in [1, 1024]
+  int n = 0;                                     // output features
+  int k = 0;                                     // reduction size
+  int64_t lda = 0;                               // elements; 0 = k
+  int64_t ldc = 0;                               // elements; 0 = n
   const int32_t* host_expert_offsets = nullptr;  // [E + 1], host memory
 };
 

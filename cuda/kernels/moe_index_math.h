@@ -33,8 +33,8 @@ MOE_HOST_DEVICE constexpr int64_t SegmentRows(int64_t count, int row_alignment) 
 // The most rows a permute of num_tokens x top_k slots can produce (padding included): every
 // non-empty expert adds at most row_alignment - 1 pad rows, and at most min(E, slots) experts are
 // non-empty. Size `rows`, `row_to_token` and the GEMM buffers with this.
-MOE_HOST_DEVICE constexpr int64_t PermuteRowCapacity(int64_t num_tokens, int top_k,
-                                                     int num_experts, int row_alignment) {
+MOE_HOST_DEVICE constexpr int64_t PermuteRowCapacity(int64_t num_tokens, int top_k, int num_experts,
+                                                     int row_alignment) {
   const int64_t slots = num_tokens * top_k;
   if (row_alignment <= 1) return slots;
   return slots + MinI64(num_experts, slots) * (row_alignment - 1);
@@ -68,8 +68,8 @@ struct SlotRange {
   int64_t end;
 };
 MOE_HOST_DEVICE constexpr SlotRange PermuteWarpSlots(int64_t num_slots, int64_t chunk, int warp) {
-  const int64_t begin = chunk * kPermuteSlotsPerChunk + static_cast<int64_t>(warp) *
-                                                            kPermuteSlotsPerWarp;
+  const int64_t begin =
+      chunk * kPermuteSlotsPerChunk + static_cast<int64_t>(warp) * kPermuteSlotsPerWarp;
   const int64_t end = MinI64(begin + kPermuteSlotsPerWarp, num_slots);
   return SlotRange{begin, end < begin ? begin : end};
 }
@@ -182,8 +182,8 @@ struct GroupedTile {
 // row_capacity, so corrupt offsets cannot make a tile write past the output buffer.
 MOE_HOST_DEVICE inline GroupedTile DecodeGroupedTile(int64_t tile, int num_n_tiles,
                                                      const int32_t* m_tile_prefix,
-                                                     const int32_t* expert_offsets,
-                                                     int num_experts, int block_m, int block_n,
+                                                     const int32_t* expert_offsets, int num_experts,
+                                                     int block_m, int block_n,
                                                      int64_t row_capacity) {
   const int32_t m_tile = static_cast<int32_t>(tile / num_n_tiles);
   const int32_t n_tile = static_cast<int32_t>(tile % num_n_tiles);
@@ -203,6 +203,41 @@ MOE_HOST_DEVICE inline GroupedTile DecodeGroupedTile(int64_t tile, int num_n_til
 MOE_HOST_DEVICE constexpr int SwizzleChunk(int row, int chunk, int chunks_per_row) {
   return chunk ^ ((row / (8 / chunks_per_row)) & (chunks_per_row - 1));
 }
+
+// Element offset of (row, 16-byte chunk) in a swizzled [rows][block_k] bf16 tile.
+MOE_HOST_DEVICE constexpr int SwizzledOffset(int row, int chunk, int block_k) {
+  return row * block_k + SwizzleChunk(row, chunk, block_k / 8) * 8;
+}
+
+// ---------------------------------------------------------------------------------------------
+// mma.sync.m16n8k16 fragment maps (PTX ISA "Matrix Fragments for mma.m16n8k16", ldmatrix).
+// The kernel addresses shared memory and places results only through these; the CPU test
+// simulates ldmatrix and mma per the ISA on top of them.
+
+struct RowChunk {
+  int row;    // tile row (an A row, or a B row = output feature)
+  int chunk;  // 16-byte chunk along k
+};
+
+// Address lane `lane` gives to ldmatrix.x4 for the 16x16 A sub-tile with rows [row0, row0 + 16)
+// at k16 step kk. Matrices 0..3 = (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
+// (rows 8-15, k 8-15): the order of the mma A registers a0..a3.
+MOE_HOST_DEVICE constexpr RowChunk LdmatrixALane(int lane, int row0, int kk) {
+  return RowChunk{row0 + (lane & 15), kk * 2 + (lane >> 4)};
+}
+
+// Address lane `lane` gives to ldmatrix.x4 for two n8 B tiles, rows [row0, row0 + 16) of the
+// [n][k] weight tile, at k16 step kk. Matrices 0..3 = (n 0-7, k 0-7), (n 0-7, k 8-15),
+// (n 8-15, k 0-7), (n 8-15, k 8-15): registers b0, b1 of n8 tile 0, then of n8 tile 1.
+MOE_HOST_DEVICE constexpr RowChunk LdmatrixBLane(int lane, int row0, int kk) {
+  return RowChunk{row0 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1)};
+}
+
+// Row and column inside the m16n8 tile of accumulator register i (0..3) of `lane`.
+MOE_HOST_DEVICE constexpr int AccumulatorRow(int lane, int i) {
+  return (lane >> 2) + (i >= 2 ? 8 : 0);
+}
+MOE_HOST_DEVICE constexpr int AccumulatorCol(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
 
 // ---------------------------------------------------------------------------------------------
 // Gate/up weight interleave for the fused SwiGLU GEMM.
@@ -239,7 +274,7 @@ inline constexpr int kRouterMaxTopK = 32;  // selection j is kept by lane j
 
 // Registers per lane for num_experts (1, 2, 4 or 8); 0 when unsupported.
 MOE_HOST_DEVICE constexpr int RouterExpertsPerLane(int num_experts) {
-  return num_experts <= 0 ? 0
+  return num_experts <= 0     ? 0
          : num_experts <= 32  ? 1
          : num_experts <= 64  ? 2
          : num_experts <= 128 ? 4

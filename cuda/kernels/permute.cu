@@ -27,8 +27,7 @@ int GatherVectorBytes(const kernel::GatherParams& p) {
 }  // namespace
 
 bool PermuteCanImplement(const PermuteProblem& problem) {
-  const int64_t x_stride =
-      problem.x_stride_bytes == 0 ? problem.row_bytes : problem.x_stride_bytes;
+  const int64_t x_stride = problem.x_stride_bytes == 0 ? problem.row_bytes : problem.x_stride_bytes;
   const int64_t rows_stride =
       problem.rows_stride_bytes == 0 ? problem.row_bytes : problem.rows_stride_bytes;
   const int64_t capacity = PermuteRowCapacity(problem.num_tokens, problem.top_k,
@@ -40,8 +39,7 @@ bool PermuteCanImplement(const PermuteProblem& problem) {
 }
 
 size_t PermuteWorkspaceSize(const PermuteProblem& problem) {
-  const int64_t chunks =
-      PermuteNumChunks(static_cast<int64_t>(problem.num_tokens) * problem.top_k);
+  const int64_t chunks = PermuteNumChunks(static_cast<int64_t>(problem.num_tokens) * problem.top_k);
   return static_cast<size_t>(RoundUp(chunks * problem.num_experts * 4, 256));
 }
 
@@ -68,11 +66,21 @@ cudaError_t GatherPermutedRows(const PermuteProblem& problem, const void* x,
   const dim3 grid(static_cast<unsigned>(MinI64(CeilDiv(row_capacity, kWarps), 8192)));
   const dim3 block(kernel::kGatherThreads);
   switch (GatherVectorBytes(p)) {
-    case 16: kernel::GatherRowsKernel<uint4><<<grid, block, 0, stream>>>(p); break;
-    case 8: kernel::GatherRowsKernel<uint2><<<grid, block, 0, stream>>>(p); break;
-    case 4: kernel::GatherRowsKernel<uint32_t><<<grid, block, 0, stream>>>(p); break;
-    case 2: kernel::GatherRowsKernel<uint16_t><<<grid, block, 0, stream>>>(p); break;
-    default: kernel::GatherRowsKernel<uint8_t><<<grid, block, 0, stream>>>(p); break;
+    case 16:
+      kernel::GatherRowsKernel<uint4><<<grid, block, 0, stream>>>(p);
+      break;
+    case 8:
+      kernel::GatherRowsKernel<uint2><<<grid, block, 0, stream>>>(p);
+      break;
+    case 4:
+      kernel::GatherRowsKernel<uint32_t><<<grid, block, 0, stream>>>(p);
+      break;
+    case 2:
+      kernel::GatherRowsKernel<uint16_t><<<grid, block, 0, stream>>>(p);
+      break;
+    default:
+      kernel::GatherRowsKernel<uint8_t><<<grid, block, 0, stream>>>(p);
+      break;
   }
   return cudaGetLastError();
 }

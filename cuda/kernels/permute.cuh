@@ -16,10 +16,10 @@ struct PermuteParams {
   int num_experts;
   int row_alignment;
   int num_chunks;
-  int32_t* chunk_counts;      // [num_chunks, num_experts]: histogram, then row base
-  int32_t* expert_offsets;    // [num_experts + 1]
-  int32_t* row_to_token;      // [capacity]
-  int32_t* slot_to_row;       // [num_slots]
+  int32_t* chunk_counts;    // [num_chunks, num_experts]: histogram, then row base
+  int32_t* expert_offsets;  // [num_experts + 1]
+  int32_t* row_to_token;    // [capacity]
+  int32_t* slot_to_row;     // [num_slots]
 };
 
 inline constexpr int kPermuteThreads = 32 * kPermuteWarpsPerChunk;
@@ -47,13 +47,24 @@ __global__ void __launch_bounds__(kPermuteMaxExperts) PermuteScanKernel(PermuteP
   __shared__ int scratch[33];
   const int e = threadIdx.x;
   const bool active = e < p.num_experts;
+  // Loads are batched (kScanBatch independent loads in flight) so the walk over chunks is not
+  // one dependent L2 round trip per chunk.
+  constexpr int kScanBatch = 8;
+  // chunk_counts[c][e] = column[c * num_experts]; chunks x experts < 2^31 (PermuteCanImplement).
+  int32_t* column = p.chunk_counts + e;
   int count = 0;
   if (active) {
-    for (int c = 0; c < p.num_chunks; ++c) {
-      int32_t* cell = p.chunk_counts + static_cast<int64_t>(c) * p.num_experts + e;
-      const int32_t n = *cell;
-      *cell = count;
-      count += n;
+    for (int c0 = 0; c0 < p.num_chunks; c0 += kScanBatch) {
+      int32_t n[kScanBatch];
+#pragma unroll
+      for (int u = 0; u < kScanBatch; ++u) {
+        n[u] = c0 + u < p.num_chunks ? column[(c0 + u) * p.num_experts] : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < kScanBatch; ++u) {
+        if (c0 + u < p.num_chunks) column[(c0 + u) * p.num_experts] = count;
+        count += n[u];
+      }
     }
   }
   const int segment = active ? static_cast<int>(SegmentRows(count, p.row_alignment)) : 0;
@@ -62,16 +73,14 @@ __global__ void __launch_bounds__(kPermuteMaxExperts) PermuteScanKernel(PermuteP
   if (!active) return;
   p.expert_offsets[e] = start;
   if (e == p.num_experts - 1) p.expert_offsets[p.num_experts] = total;
-  for (int c = 0; c < p.num_chunks; ++c) {
-    p.chunk_counts[static_cast<int64_t>(c) * p.num_experts + e] += start;
-  }
+  for (int c = 0; c < p.num_chunks; ++c) column[c * p.num_experts] += start;
   for (int r = start + count; r < start + segment; ++r) p.row_to_token[r] = -1;
 }
 
 // Pass 3: stable ranks. Each warp counts its slots per expert, the warps' counts are scanned on
 // top of the chunk's base, then each warp walks its rounds in order; lanes with the same expert
 // in a round (match_any) take consecutive rows in lane order.
-__global__ void __launch_bounds__(kPermuteThreads) PermuteRankKernel(PermuteParams p) {
+__global__ void __launch_bounds__(kPermuteThreads, 4) PermuteRankKernel(PermuteParams p) {
   extern __shared__ int32_t s_warp_base[];  // [kPermuteWarpsPerChunk, num_experts]
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
@@ -121,7 +130,7 @@ __global__ void __launch_bounds__(kPermuteThreads) PermuteRankKernel(PermutePara
 
 struct GatherParams {
   const char* x;
-  int64_t x_stride;     // bytes
+  int64_t x_stride;  // bytes
   char* rows;
   int64_t rows_stride;  // bytes
   int64_t row_bytes;
@@ -131,8 +140,10 @@ struct GatherParams {
 };
 
 inline constexpr int kGatherThreads = 256;
+inline constexpr int kGatherUnroll = 4;  // vectors in flight per thread
 
-// Pass 4: rows[r] = x[row_to_token[r]] (zeros for -1), one warp per row, TVec-wide accesses.
+// Pass 4: rows[r] = x[row_to_token[r]] (zeros for -1), one warp per row, TVec-wide accesses,
+// kGatherUnroll loads issued before their stores.
 template <typename TVec>
 __global__ void __launch_bounds__(kGatherThreads) GatherRowsKernel(GatherParams p) {
   const int64_t num_rows = p.expert_offsets[p.num_experts];
@@ -143,11 +154,21 @@ __global__ void __launch_bounds__(kGatherThreads) GatherRowsKernel(GatherParams 
        r += warps) {
     const int32_t token = p.row_to_token[r];
     TVec* dst = reinterpret_cast<TVec*>(p.rows + r * p.rows_stride);
-    if (token >= 0) {
-      const TVec* src = reinterpret_cast<const TVec*>(p.x + token * p.x_stride);
-      for (int64_t i = lane; i < vecs; i += 32) dst[i] = src[i];
-    } else {
-      for (int64_t i = lane; i < vecs; i += 32) dst[i] = TVec{};
+    const TVec* src =
+        token >= 0 ? reinterpret_cast<const TVec*>(p.x + token * p.x_stride) : nullptr;
+    for (int64_t base = lane; base < vecs; base += 32 * kGatherUnroll) {
+      TVec v[kGatherUnroll];
+#pragma unroll
+      for (int u = 0; u < kGatherUnroll; ++u) {
+        const int64_t i = base + u * 32;
+        v[u] = TVec{};
+        if (src != nullptr && i < vecs) v[u] = src[i];
+      }
+#pragma unroll
+      for (int u = 0; u < kGatherUnroll; ++u) {
+        const int64_t i = base + u * 32;
+        if (i < vecs) dst[i] = v[u];
+      }
     }
   }
 }

@@ -25,22 +25,22 @@
 namespace moe::cuda {
 
 struct PermuteProblem {
-  int num_tokens = 0;     // T >= 0
-  int top_k = 0;          // k >= 1
-  int num_experts = 0;    // E in [1, 1024]
-  int row_alignment = 1;  // >= 1; 1 = no padding (the Backend contract layout)
-  int64_t row_bytes = 0;  // bytes of one row of x and rows (H * element size); > 0
+  int num_tokens = 0;             // T >= 0
+  int top_k = 0;                  // k >= 1
+  int num_experts = 0;            // E in [1, 1024]
+  int row_alignment = 1;          // >= 1; 1 = no padding (the Backend contract layout)
+  int64_t row_bytes = 0;          // bytes of one row of x and rows (H * element size); > 0
   int64_t x_stride_bytes = 0;     // between rows of x; 0 = row_bytes
   int64_t rows_stride_bytes = 0;  // between rows of rows; 0 = row_bytes
 };
 
 struct PermuteBuffers {
-  const void* x = nullptr;                // [num_tokens, x_stride_bytes]
-  const int32_t* expert_ids = nullptr;    // [num_tokens, top_k]; -1 = none
-  void* rows = nullptr;                   // [PermuteRowCapacity(...), rows_stride_bytes] or null
-  int32_t* expert_offsets = nullptr;      // [num_experts + 1], exclusive prefix of segment rows
-  int32_t* row_to_token = nullptr;        // [PermuteRowCapacity(...)]; first R written; pad = -1
-  int32_t* slot_to_row = nullptr;         // [num_tokens, top_k]; -1 = none
+  const void* x = nullptr;              // [num_tokens, x_stride_bytes]
+  const int32_t* expert_ids = nullptr;  // [num_tokens, top_k]; -1 = none
+  void* rows = nullptr;                 // [PermuteRowCapacity(...), rows_stride_bytes] or null
+  int32_t* expert_offsets = nullptr;    // [num_experts + 1], exclusive prefix of segment rows
+  int32_t* row_to_token = nullptr;      // [PermuteRowCapacity(...)]; first R written; pad = -1
+  int32_t* slot_to_row = nullptr;       // [num_tokens, top_k]; -1 = none
 };
 
 bool PermuteCanImplement(const PermuteProblem& problem);

@@ -11,11 +11,20 @@ cudaError_t Launch(const kernel::RouterTopKParams& params, int per_lane, cudaStr
   const dim3 block(32 * kernel::kRouterWarpsPerBlock);
   const dim3 grid(static_cast<unsigned>(CeilDiv(params.num_tokens, kernel::kRouterWarpsPerBlock)));
   switch (per_lane) {
-    case 1: kernel::RouterTopKKernel<TLogit, 1><<<grid, block, 0, stream>>>(params); break;
-    case 2: kernel::RouterTopKKernel<TLogit, 2><<<grid, block, 0, stream>>>(params); break;
-    case 4: kernel::RouterTopKKernel<TLogit, 4><<<grid, block, 0, stream>>>(params); break;
-    case 8: kernel::RouterTopKKernel<TLogit, 8><<<grid, block, 0, stream>>>(params); break;
-    default: return cudaErrorInvalidValue;
+    case 1:
+      kernel::RouterTopKKernel<TLogit, 1><<<grid, block, 0, stream>>>(params);
+      break;
+    case 2:
+      kernel::RouterTopKKernel<TLogit, 2><<<grid, block, 0, stream>>>(params);
+      break;
+    case 4:
+      kernel::RouterTopKKernel<TLogit, 4><<<grid, block, 0, stream>>>(params);
+      break;
+    case 8:
+      kernel::RouterTopKKernel<TLogit, 8><<<grid, block, 0, stream>>>(params);
+      break;
+    default:
+      return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -42,8 +51,7 @@ cudaError_t RouterTopK(const RouterTopKProblem& problem, const RouterTopKBuffers
   }
   kernel::RouterTopKParams params{};
   params.logits = buffers.logits;
-  params.logits_stride =
-      problem.logits_stride == 0 ? problem.num_experts : problem.logits_stride;
+  params.logits_stride = problem.logits_stride == 0 ? problem.num_experts : problem.logits_stride;
   params.num_tokens = problem.num_tokens;
   params.num_experts = problem.num_experts;
   params.top_k = problem.top_k;

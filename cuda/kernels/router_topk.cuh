@@ -22,8 +22,8 @@ struct RouterTopKParams {
   bool mixtral;
   bool renormalize;
   float top_p;
-  int32_t* expert_ids;      // [num_tokens, top_k]
-  float* expert_weights;    // [num_tokens, top_k]
+  int32_t* expert_ids;    // [num_tokens, top_k]
+  float* expert_weights;  // [num_tokens, top_k]
 };
 
 inline constexpr int kRouterWarpsPerBlock = 8;
@@ -36,8 +36,7 @@ __device__ __forceinline__ bool RanksBefore(float v, int e, float best, int best
 }
 
 template <typename TLogit, int kPerLane>
-__global__ void __launch_bounds__(32 * kRouterWarpsPerBlock)
-    RouterTopKKernel(RouterTopKParams p) {
+__global__ void __launch_bounds__(32 * kRouterWarpsPerBlock) RouterTopKKernel(RouterTopKParams p) {
   const int token = blockIdx.x * kRouterWarpsPerBlock + (threadIdx.x >> 5);
   if (token >= p.num_tokens) return;  // whole warp leaves together
   const int lane = threadIdx.x & 31;

@@ -30,10 +30,10 @@ enum class RouterScoring {
 };
 
 struct RouterTopKProblem {
-  int num_tokens = 0;          // T >= 0
-  int num_experts = 0;         // E in [1, 256]
-  int top_k = 0;               // k in [1, min(E, 32)]
-  int64_t logits_stride = 0;   // elements between consecutive token rows; 0 = num_experts
+  int num_tokens = 0;                // T >= 0
+  int num_experts = 0;               // E in [1, 256]
+  int top_k = 0;                     // k in [1, min(E, 32)]
+  int64_t logits_stride = 0;         // elements between consecutive token rows; 0 = num_experts
   DType logits_dtype = DType::kF32;  // kF32 or kBF16
   RouterScoring scoring = RouterScoring::kSoftmaxTopK;
   bool renormalize = true;  // kSoftmaxTopK: divide the kept weights by their sum
@@ -41,9 +41,9 @@ struct RouterTopKProblem {
 };
 
 struct RouterTopKBuffers {
-  const void* logits = nullptr;      // [num_tokens, logits_stride] of logits_dtype
-  int32_t* expert_ids = nullptr;     // [num_tokens, top_k]; -1 = no expert
-  float* expert_weights = nullptr;   // [num_tokens, top_k]
+  const void* logits = nullptr;     // [num_tokens, logits_stride] of logits_dtype
+  int32_t* expert_ids = nullptr;    // [num_tokens, top_k]; -1 = no expert
+  float* expert_weights = nullptr;  // [num_tokens, top_k]
 };
 
 // True when the kernel supports the problem (sizes in range, known dtype).

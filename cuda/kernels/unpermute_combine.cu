@@ -11,9 +11,7 @@ namespace {
 
 bool IsFloatDType(DType d) { return d == DType::kF32 || d == DType::kBF16; }
 
-bool Aligned(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
+bool Aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 template <typename T, typename TGate, int kVec>
 cudaError_t LaunchWith(const kernel::CombineParams& p, int num_tokens, cudaStream_t stream) {
@@ -48,11 +46,10 @@ cudaError_t LaunchForType(const UnpermuteCombineProblem& problem, const kernel::
 
 bool UnpermuteCombineCanImplement(const UnpermuteCombineProblem& problem) {
   auto stride_ok = [&](int64_t stride) { return stride == 0 || stride >= problem.hidden; };
-  return problem.num_tokens >= 0 && problem.num_tokens < (1 << 31) - 1 && problem.top_k >= 1 &&
-         problem.hidden >= 1 && IsFloatDType(problem.dtype) &&
-         IsFloatDType(problem.shared_gate_dtype) && stride_ok(problem.y_rows_stride) &&
-         stride_ok(problem.shared_stride) && stride_ok(problem.out_stride) &&
-         problem.shared_gate_stride >= 0;
+  return problem.num_tokens >= 0 && problem.top_k >= 1 && problem.hidden >= 1 &&
+         IsFloatDType(problem.dtype) && IsFloatDType(problem.shared_gate_dtype) &&
+         stride_ok(problem.y_rows_stride) && stride_ok(problem.shared_stride) &&
+         stride_ok(problem.out_stride) && problem.shared_gate_stride >= 0;
 }
 
 cudaError_t UnpermuteCombine(const UnpermuteCombineProblem& problem,

@@ -27,6 +27,7 @@ struct CombineParams {
 };
 
 inline constexpr int kCombineThreads = 128;
+inline constexpr int kCombineUnroll = 4;
 
 template <typename T, int kVec>
 struct alignas(sizeof(T) * kVec) VecOf {
@@ -48,17 +49,35 @@ __global__ void __launch_bounds__(kCombineThreads) UnpermuteCombineKernel(Combin
   float acc[kVec];
 #pragma unroll
   for (int i = 0; i < kVec; ++i) acc[i] = 0.f;
-  float row[kVec];
   const int64_t slot0 = static_cast<int64_t>(token) * p.top_k;
   const T* y_rows = static_cast<const T*>(p.y_rows);
-  for (int j = 0; j < p.top_k; ++j) {
-    const int32_t r = p.slot_to_row[slot0 + j];
-    if (r < 0) continue;
-    const float w = p.expert_weights[slot0 + j];
-    LoadVec<T, kVec>(y_rows + r * p.y_rows_stride + col, row);
+  // Slots in groups of kCombineUnroll: the group's rows are loaded together (loads in flight),
+  // then added strictly in slot order.
+  for (int j0 = 0; j0 < p.top_k; j0 += kCombineUnroll) {
+    float rows[kCombineUnroll][kVec];
+    float weights[kCombineUnroll];
+    bool valid[kCombineUnroll];
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) acc[i] = __fadd_rn(acc[i], __fmul_rn(w, row[i]));
+    for (int u = 0; u < kCombineUnroll; ++u) {
+      const int j = j0 + u;
+      const int32_t r = j < p.top_k ? p.slot_to_row[slot0 + j] : -1;
+      weights[u] = 0.f;
+      if (r >= 0) {
+        weights[u] = p.expert_weights[slot0 + j];
+        LoadVec<T, kVec>(y_rows + r * p.y_rows_stride + col, rows[u]);
+      }
+      valid[u] = r >= 0;
+    }
+#pragma unroll
+    for (int u = 0; u < kCombineUnroll; ++u) {
+      if (!valid[u]) continue;
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) {
+        acc[i] = __fadd_rn(acc[i], __fmul_rn(weights[u], rows[u][i]));
+      }
+    }
   }
+  float row[kVec];
   if (p.shared != nullptr) {
     float gate = 1.f;
     if (p.shared_gate != nullptr) {

@@ -26,15 +26,15 @@
 namespace moe::cuda {
 
 struct UnpermuteCombineProblem {
-  int num_tokens = 0;  // T >= 0
-  int top_k = 0;       // k >= 1
-  int hidden = 0;      // H >= 1
-  DType dtype = DType::kBF16;  // of y_rows, shared and out: kBF16 or kF32
+  int num_tokens = 0;                     // T >= 0
+  int top_k = 0;                          // k >= 1
+  int hidden = 0;                         // H >= 1
+  DType dtype = DType::kBF16;             // of y_rows, shared and out: kBF16 or kF32
   DType shared_gate_dtype = DType::kF32;  // kBF16 or kF32
-  int64_t y_rows_stride = 0;       // elements; 0 = hidden
-  int64_t shared_stride = 0;       // elements; 0 = hidden
-  int64_t shared_gate_stride = 0;  // elements; 0 = 1
-  int64_t out_stride = 0;          // elements; 0 = hidden
+  int64_t y_rows_stride = 0;              // elements; 0 = hidden
+  int64_t shared_stride = 0;              // elements; 0 = hidden
+  int64_t shared_gate_stride = 0;         // elements; 0 = 1
+  int64_t out_stride = 0;                 // elements; 0 = hidden
 };
 
 struct UnpermuteCombineBuffers {

@@ -3,6 +3,8 @@
 
 #include <climits>
 
+#include "core/bf16.h"
+
 #include "engine/cpu/simd_avx2.h"
 
 namespace moe::engine::cpu::avx2 {
@@ -15,6 +17,11 @@ struct V256 {
   static T Set1(float f) { return _mm256_set1_ps(f); }
   static T LoadF32(const float* p, int64_t n) { return avx2::LoadF32(p, n); }
   static T LoadBf16(const uint16_t* p, int64_t n) { return avx2::LoadBf16(p, n); }
+  static T LoadF32Full(const float* p) { return _mm256_loadu_ps(p); }
+  static T LoadBf16Full(const uint16_t* p) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+  }
   static void StoreF32(float* p, T v, int64_t n) { avx2::StoreF32(p, v, n); }
   static void StoreBf16(uint16_t* p, T v, int64_t n) { avx2::StoreBf16(p, v, n); }
   static T Fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
@@ -22,34 +29,21 @@ struct V256 {
   static T Sub(T a, T b) { return _mm256_sub_ps(a, b); }
   static T Max(T a, T b) { return _mm256_max_ps(a, b); }
   static T Div(T a, T b) { return _mm256_div_ps(a, b); }
-  static float ReduceAdd(T v) {
-    // Fixed tree: (0+4, 1+5, 2+6, 3+7), then pairs, then the last two.
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
-  static float ReduceMax(T v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
   static T Exp(T v) { return avx2::Exp(v); }
-  static __m256 RangeMask(int c, int f, int l) {
-    const __m256i pos =
-        _mm256_add_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(f), pos);  // pos < f
-    const __m256i hi = _mm256_cmpgt_epi32(pos, _mm256_set1_epi32(l));  // pos > l
-    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_or_si256(lo, hi),
-                                                   _mm256_set1_epi32(-1)));
+  using M = __m256;
+  static T Load(const float* p) { return _mm256_load_ps(p); }
+  static void Store(float* p, T v) { _mm256_store_ps(p, v); }
+  static T Mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static M InRange(const int32_t* first, const int32_t* last, int j) {
+    const __m256i jv = _mm256_set1_epi32(j);
+    const __m256i before = _mm256_cmpgt_epi32(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(first)), jv);  // first > j
+    const __m256i after = _mm256_cmpgt_epi32(
+        jv, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(last)));  // j > last
+    return _mm256_castsi256_ps(
+        _mm256_andnot_si256(_mm256_or_si256(before, after), _mm256_set1_epi32(-1)));
   }
-  static T LoadMasked(const float* p, int c, int f, int l, float fill) {
-    const __m256 m = RangeMask(c, f, l);
-    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, _mm256_castps_si256(m)),
-                            m);
-  }
-  static T MaskRange(T v, int c, int f, int l) { return _mm256_and_ps(v, RangeMask(c, f, l)); }
+  static T Select(M m, T if_false, T if_true) { return _mm256_blendv_ps(if_false, if_true, m); }
 };
 
 }  // namespace

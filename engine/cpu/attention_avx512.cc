@@ -3,6 +3,8 @@
 
 #include <climits>
 
+#include "core/bf16.h"
+
 #include "engine/cpu/simd_avx512.h"
 
 namespace moe::engine::cpu::avx512 {
@@ -15,6 +17,10 @@ struct V512 {
   static T Set1(float f) { return _mm512_set1_ps(f); }
   static T LoadF32(const float* p, int64_t n) { return avx512::LoadF32(p, TailMask16(n)); }
   static T LoadBf16(const uint16_t* p, int64_t n) { return avx512::LoadBf16(p, TailMask16(n)); }
+  static T LoadF32Full(const float* p) { return _mm512_loadu_ps(p); }
+  static T LoadBf16Full(const uint16_t* p) {
+    return avx512::WidenBf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   static void StoreF32(float* p, T v, int64_t n) { avx512::StoreF32(p, v, TailMask16(n)); }
   static void StoreBf16(uint16_t* p, T v, int64_t n) { avx512::StoreBf16(p, v, TailMask16(n)); }
   static T Fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
@@ -22,23 +28,17 @@ struct V512 {
   static T Sub(T a, T b) { return _mm512_sub_ps(a, b); }
   static T Max(T a, T b) { return _mm512_max_ps(a, b); }
   static T Div(T a, T b) { return _mm512_div_ps(a, b); }
-  static float ReduceAdd(T v) { return _mm512_reduce_add_ps(v); }
-  static float ReduceMax(T v) { return _mm512_reduce_max_ps(v); }
   static T Exp(T v) { return avx512::Exp(v); }
-  // Lanes c + i with f <= c + i <= l.
-  static __mmask16 RangeMask(int c, int f, int l) {
-    const __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(c),
-                                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                           12, 13, 14, 15));
-    return _mm512_cmpge_epi32_mask(pos, _mm512_set1_epi32(f)) &
-           _mm512_cmple_epi32_mask(pos, _mm512_set1_epi32(l));
+  using M = __mmask16;
+  static T Load(const float* p) { return _mm512_load_ps(p); }
+  static void Store(float* p, T v) { _mm512_store_ps(p, v); }
+  static T Mul(T a, T b) { return _mm512_mul_ps(a, b); }
+  static M InRange(const int32_t* first, const int32_t* last, int j) {
+    const __m512i jv = _mm512_set1_epi32(j);
+    return _mm512_cmple_epi32_mask(_mm512_loadu_si512(first), jv) &
+           _mm512_cmple_epi32_mask(jv, _mm512_loadu_si512(last));
   }
-  static T LoadMasked(const float* p, int c, int f, int l, float fill) {
-    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), RangeMask(c, f, l), p);
-  }
-  static T MaskRange(T v, int c, int f, int l) {
-    return _mm512_maskz_mov_ps(RangeMask(c, f, l), v);
-  }
+  static T Select(M m, T if_false, T if_true) { return _mm512_mask_blend_ps(m, if_false, if_true); }
 };
 
 }  // namespace

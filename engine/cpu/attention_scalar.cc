@@ -21,9 +21,12 @@ int64_t AttentionScoreStride(int max_context) {
 }
 
 int64_t AttentionScratchFloats(int max_context, int group, int head_dim) {
-  const int64_t rows = static_cast<int64_t>(kAttentionQueryTile) * group;
+  // The vector kernels: key slots [keys] (int64), lane ranges [2][rpad], qT [head_dim][rpad],
+  // 8 keys [8][dpad], scores [keys][rpad]; the scalar kernel needs less.
+  const int64_t rpad = (static_cast<int64_t>(kAttentionQueryTile) * group + 15) / 16 * 16;
   const int64_t dpad = (head_dim + 15) / 16 * 16;
-  return rows * dpad + dpad + rows * AttentionScoreStride(max_context) + 64;
+  const int64_t keys = AttentionScoreStride(max_context);
+  return 2 * keys /* int64 slots */ + 2 * rpad + head_dim * rpad + 8 * dpad + keys * rpad + 64;
 }
 
 namespace internal {

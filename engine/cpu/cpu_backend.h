@@ -30,6 +30,7 @@
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/packed_matrix.h"
+#include "engine/cpu/weight_arena.h"
 #include "engine/cpu/work_pool.h"
 
 namespace moe::engine::cpu {
@@ -41,14 +42,12 @@ struct CpuBackendOptions {
 
 class CpuLinear final : public PackedLinear {
  public:
-  AlignedBuffer storage;
-  PackedMatrix w;
+  PackedMatrix w;  // in the backend's WeightArena
   std::vector<float> bias;  // [out_features] or empty
 };
 
 class CpuExperts final : public PackedExperts {
  public:
-  AlignedBuffer storage;
   std::vector<PackedMatrix> gate_up;  // [num_experts], 2F' x H (gate|up interleaved per block)
   std::vector<PackedMatrix> down;     // [num_experts], H x F
 };
@@ -68,6 +67,16 @@ class CpuBackend final : public Backend {
   bool HostAddressable() const override { return true; }
   CpuIsa isa() const { return isa_; }
   int num_threads() const { return pool_.num_threads(); }
+
+  // Per-op wall time, for benchmarks' breakdowns (off by default; two clock reads per op).
+  struct OpStat {
+    const char* op = "";
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+  void EnableOpStats(bool on) { op_stats_on_ = on; }
+  std::vector<OpStat> OpStats() const;
+  void ResetOpStats();
 
   StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override;
   Status CopyToDevice(void* dst, const void* src, size_t bytes, Stream stream) override;
@@ -109,7 +118,7 @@ class CpuBackend final : public Backend {
   CpuBackend(CpuIsa isa, int num_threads);
   // Grows per-thread float scratch to at least `floats` per thread (Reserve() only).
   void EnsureScratch(int64_t floats);
-  float* Scratch(int thread) { return scratch_.data() + thread * scratch_per_thread_; }
+  float* Scratch(int thread) { return scratch_.as<float>() + thread * scratch_per_thread_; }
   Status RunGrouped(const TensorView& rows, const int32_t* expert_offsets,
                     const std::vector<PackedMatrix>& matrices, GemmEpilogue epilogue,
                     const TensorView& out);
@@ -117,15 +126,34 @@ class CpuBackend final : public Backend {
   template <typename Fn>
   void ForRows(int64_t n, int64_t rows_per_chunk, Fn&& fn);
 
+  enum OpId { kEmbed, kRmsNorm, kLinear, kQkNormRope, kKvWrite, kAttention, kRouterTopK,
+              kPermute, kGroupedGemmSwiGlu, kGroupedGemm, kUnpermuteCombine, kSiluMul,
+              kGatherRows, kNumOps };
+  // Times the enclosing op when stats are on.
+  class OpTimer {
+   public:
+    OpTimer(CpuBackend* backend, OpId op);
+    ~OpTimer();
+
+   private:
+    CpuBackend* backend_;
+    OpId op_;
+    int64_t start_ = 0;
+  };
+
   const CpuIsa isa_;
+  WeightArena arena_;  // before pool_ and every packed object that points into it
   WorkPool pool_;
+  bool op_stats_on_ = false;
+  int64_t op_calls_[kNumOps] = {};
+  int64_t op_nanos_[kNumOps] = {};
   const GemmKernel gemm_;
   const AttentionKernel attention_;
   const SiluMulKernel silu_mul_;
   BackendLimits limits_;
   bool reserved_ = false;
   int64_t scratch_per_thread_ = 0;
-  std::vector<float> scratch_;               // [threads][scratch_per_thread_]
+  AlignedBuffer scratch_;                    // [threads][scratch_per_thread_] floats
   std::vector<GemmItem> gemm_items_;         // capacity fixed by Reserve()
   std::vector<AttentionTile> attention_tiles_;
   std::vector<int32_t> permute_cursor_;      // [num_experts]

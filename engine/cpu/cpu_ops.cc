@@ -71,8 +71,6 @@ void NormalizeInPlace(float* v, int64_t n, const float* weight, float eps, DType
   }
 }
 
-float Silu(float x) { return x / (1.f + std::exp(-x)); }
-
 }  // namespace
 
 void ConvertRow(const TensorView& src, int64_t src_row, const TensorView& dst, int64_t dst_row) {

@@ -7,6 +7,7 @@
 
 #include "core/bf16.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/kernel_util.h"
 #include "engine/cpu/simd_avx2.h"
 
 namespace moe::engine::cpu {
@@ -76,9 +77,9 @@ void TileBlock(const TA* a, int64_t lda, const PackedMatrix& w, int64_t b, float
 
 inline void StoreRow(const TensorView& out, int64_t row, int64_t col, __m256 v, int64_t n) {
   if (out.dtype == DType::kF32) {
-    StoreF32(out.RowAs<float>(row) + col, v, n);
+    StoreF32(ActRow<float>(out, row) + col, v, n);
   } else {
-    StoreBf16(out.RowAs<uint16_t>(row) + col, v, n);
+    StoreBf16(ActRow<uint16_t>(out, row) + col, v, n);
   }
 }
 
@@ -133,9 +134,9 @@ void GemmTyped(const GemmTask& t, const TA* a) {
 namespace internal {
 void GemmAvx2(const GemmTask& task) {
   if (task.a.dtype == DType::kBF16) {
-    avx2::GemmTyped(task, task.a.RowAs<uint16_t>(0));
+    avx2::GemmTyped(task, ActRow<uint16_t>(task.a, 0));
   } else {
-    avx2::GemmTyped(task, task.a.RowAs<float>(0));
+    avx2::GemmTyped(task, ActRow<float>(task.a, 0));
   }
 }
 
@@ -143,17 +144,17 @@ void SiluMulAvx2(const TensorView& x, const TensorView& out, int64_t begin, int6
   using namespace avx2;
   const int64_t f = out.cols;
   auto load = [&](int64_t t, int64_t c, int64_t n) {
-    return x.dtype == DType::kF32 ? LoadF32(x.RowAs<float>(t) + c, n)
-                                  : LoadBf16(x.RowAs<uint16_t>(t) + c, n);
+    return x.dtype == DType::kF32 ? LoadF32(ActRow<float>(x, t) + c, n)
+                                  : LoadBf16(ActRow<uint16_t>(x, t) + c, n);
   };
   for (int64_t t = begin; t < end; ++t) {
     for (int64_t c = 0; c < f; c += 8) {
       const int64_t n = std::min<int64_t>(8, f - c);
       const __m256 h = _mm256_mul_ps(Silu(load(t, c, n)), load(t, f + c, n));
       if (out.dtype == DType::kF32) {
-        StoreF32(out.RowAs<float>(t) + c, h, n);
+        StoreF32(ActRow<float>(out, t) + c, h, n);
       } else {
-        StoreBf16(out.RowAs<uint16_t>(t) + c, h, n);
+        StoreBf16(ActRow<uint16_t>(out, t) + c, h, n);
       }
     }
   }

@@ -7,13 +7,14 @@
 
 #include "core/bf16.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/kernel_util.h"
 #include "engine/cpu/simd_avx512.h"
 
 namespace moe::engine::cpu {
 namespace avx512 {
 namespace {
 
-constexpr int kTileRows = 4;
+constexpr int kTileRows = 6;
 // Weight prefetch distance in block rows (each row 256 bytes = 4 cache lines).
 constexpr int64_t kPrefetchRows = 12;
 
@@ -117,9 +118,9 @@ inline void TileF32(const TA* a, int64_t lda, const char* block, int64_t k, bool
 
 inline void StoreRow(const TensorView& out, int64_t row, int64_t col, __m512 v, __mmask16 mask) {
   if (out.dtype == DType::kF32) {
-    StoreF32(out.RowAs<float>(row) + col, v, mask);
+    StoreF32(ActRow<float>(out, row) + col, v, mask);
   } else {
-    StoreBf16(out.RowAs<uint16_t>(row) + col, v, mask);
+    StoreBf16(ActRow<uint16_t>(out, row) + col, v, mask);
   }
 }
 
@@ -160,14 +161,14 @@ void RunTile(const GemmTask& t, int64_t m0, int64_t b, bool prefetch) {
   const int64_t lda = t.a.row_stride;
   if (t.w->dtype == DType::kBF16) {
     if (t.a.dtype == DType::kBF16) {
-      TileDp<MR>(t.a.RowAs<uint16_t>(m0), lda, block, k, prefetch, acc);
+      TileDp<MR>(ActRow<uint16_t>(t.a, m0), lda, block, k, prefetch, acc);
     } else {
-      TileWidenBf16<MR>(t.a.RowAs<float>(m0), lda, block, k, prefetch, acc);
+      TileWidenBf16<MR>(ActRow<float>(t.a, m0), lda, block, k, prefetch, acc);
     }
   } else if (t.a.dtype == DType::kBF16) {
-    TileF32<MR>(t.a.RowAs<uint16_t>(m0), lda, block, k, prefetch, acc);
+    TileF32<MR>(ActRow<uint16_t>(t.a, m0), lda, block, k, prefetch, acc);
   } else {
-    TileF32<MR>(t.a.RowAs<float>(m0), lda, block, k, prefetch, acc);
+    TileF32<MR>(ActRow<float>(t.a, m0), lda, block, k, prefetch, acc);
   }
   Epilogue<MR>(t, m0, b, acc);
 }
@@ -181,7 +182,9 @@ void Gemm(const GemmTask& t) {
         case 1: RunTile<1>(t, m0, b, prefetch); break;
         case 2: RunTile<2>(t, m0, b, prefetch); break;
         case 3: RunTile<3>(t, m0, b, prefetch); break;
-        default: RunTile<4>(t, m0, b, prefetch); break;
+        case 4: RunTile<4>(t, m0, b, prefetch); break;
+        case 5: RunTile<5>(t, m0, b, prefetch); break;
+        default: RunTile<6>(t, m0, b, prefetch); break;
       }
     }
   }
@@ -197,17 +200,17 @@ void SiluMulAvx512(const TensorView& x, const TensorView& out, int64_t begin, in
   using namespace avx512;
   const int64_t f = out.cols;
   auto load = [&](int64_t t, int64_t c, __mmask16 m) {
-    return x.dtype == DType::kF32 ? LoadF32(x.RowAs<float>(t) + c, m)
-                                  : LoadBf16(x.RowAs<uint16_t>(t) + c, m);
+    return x.dtype == DType::kF32 ? LoadF32(ActRow<float>(x, t) + c, m)
+                                  : LoadBf16(ActRow<uint16_t>(x, t) + c, m);
   };
   for (int64_t t = begin; t < end; ++t) {
     for (int64_t c = 0; c < f; c += 16) {
       const __mmask16 m = TailMask16(f - c);
       const __m512 h = _mm512_mul_ps(Silu(load(t, c, m)), load(t, f + c, m));
       if (out.dtype == DType::kF32) {
-        StoreF32(out.RowAs<float>(t) + c, h, m);
+        StoreF32(ActRow<float>(out, t) + c, h, m);
       } else {
-        StoreBf16(out.RowAs<uint16_t>(t) + c, h, m);
+        StoreBf16(ActRow<uint16_t>(out, t) + c, h, m);
       }
     }
   }

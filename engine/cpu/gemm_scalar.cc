@@ -7,6 +7,7 @@
 
 #include "core/bf16.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/kernel_util.h"
 
 namespace moe::engine::cpu {
 namespace scalar {
@@ -44,9 +45,9 @@ void RowBlock(const TA* a, const PackedMatrix& w, int64_t b, float* acc) {
 
 inline void Put(const TensorView& out, int64_t row, int64_t col, float v) {
   if (out.dtype == DType::kF32) {
-    out.RowAs<float>(row)[col] = v;
+    ActRow<float>(out, row)[col] = v;
   } else {
-    out.RowAs<uint16_t>(row)[col] = FloatToBf16Bits(v);
+    ActRow<uint16_t>(out, row)[col] = FloatToBf16Bits(v);
   }
 }
 
@@ -82,17 +83,17 @@ void GemmTyped(const GemmTask& t, const TA* a) {
 namespace internal {
 void GemmScalar(const GemmTask& task) {
   if (task.a.dtype == DType::kBF16) {
-    scalar::GemmTyped(task, task.a.RowAs<uint16_t>(0));
+    scalar::GemmTyped(task, ActRow<uint16_t>(task.a, 0));
   } else {
-    scalar::GemmTyped(task, task.a.RowAs<float>(0));
+    scalar::GemmTyped(task, ActRow<float>(task.a, 0));
   }
 }
 
 void SiluMulScalar(const TensorView& x, const TensorView& out, int64_t begin, int64_t end) {
   const int64_t f = out.cols;
   auto elem = [&](int64_t t, int64_t c) {
-    return x.dtype == DType::kF32 ? x.RowAs<float>(t)[c]
-                                  : Bf16BitsToFloat(x.RowAs<uint16_t>(t)[c]);
+    return x.dtype == DType::kF32 ? ActRow<float>(x, t)[c]
+                                  : Bf16BitsToFloat(ActRow<uint16_t>(x, t)[c]);
   };
   for (int64_t t = begin; t < end; ++t) {
     for (int64_t c = 0; c < f; ++c) {

@@ -4,9 +4,11 @@
 // item never changes its result: items own disjoint outputs and compute each one the same way
 // (batch and thread-count invariance, DESIGN.md §4).
 //
-// Workers spin briefly after each job (ops of a decode step follow each other within
-// microseconds) and then sleep on a futex, so an idle engine costs no CPU. The calling thread
-// always runs items itself; a pool of 1 thread has no workers.
+// The caller always works on its own job. A worker joins a job only while it is open; the caller
+// waits for the workers that joined, never for one that has not woken up yet (on a shared,
+// oversubscribed machine a sleeping worker can take milliseconds to be scheduled). Workers spin
+// briefly after each job (the ops of a decode step follow each other within microseconds) and
+// then sleep on a futex, so an idle engine costs no CPU.
 //
 // Threading: one thread (the engine's compute thread) calls Run at a time; Run is not reentrant.
 #pragma once
@@ -14,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace moe::engine::cpu {
@@ -46,7 +49,13 @@ class WorkPool {
     void (*fn)(void*, int64_t, int) = nullptr;
     void* ctx = nullptr;
     int64_t num_items = 0;
+    int max_thread = 0;  // threads with index <= max_thread may join
   };
+
+  // ticket_ = (generation << 32) | workers inside the job. An odd generation is an open job.
+  static constexpr uint64_t kGenerationOne = uint64_t{1} << 32;
+  static uint32_t GenerationOf(uint64_t ticket) { return static_cast<uint32_t>(ticket >> 32); }
+  static uint32_t InsideOf(uint64_t ticket) { return static_cast<uint32_t>(ticket); }
 
   void Dispatch(const Job& job, int max_threads);
   void WorkerLoop(int thread);
@@ -54,12 +63,11 @@ class WorkPool {
 
   const int num_threads_;
   std::vector<std::thread> workers_;
-  Job job_;
-  int job_threads_ = 0;                        // threads allowed on the current job
+  Job job_;  // written only while the generation is even (closed) and nobody is inside
   alignas(64) std::atomic<int64_t> next_item_{0};
-  alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> busy_workers_{0};
-  alignas(64) std::atomic<int> sleepers_{0};
+  alignas(64) std::atomic<uint64_t> ticket_{0};
+  alignas(64) std::atomic<uint32_t> wake_{0};  // futex word for sleeping workers
+  std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
 };
 

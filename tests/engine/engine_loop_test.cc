@@ -92,7 +92,7 @@ scheduler::SchedulerConfig Config(int budget, int num_blocks = 256, int max_seqs
   scheduler::SchedulerConfig sc;
   sc.max_num_batched_tokens = budget;
   sc.max_num_seqs = max_seqs;
-  sc.max_model_len = 256;
+  sc.max_model_len = std::min(256, num_blocks * 16);
   sc.num_blocks = num_blocks;
   sc.block_size = 16;
   return sc;
