@@ -5,6 +5,7 @@
 #include "app/commands.h"
 #include "app/runtime_options.h"
 #include "core/clock.h"
+#include "model/tokenizer_loader.h"
 
 namespace moe::app {
 namespace {
@@ -13,6 +14,7 @@ struct RunOptions {
   RuntimeOptions runtime;
   SchedulerOptions scheduler;
   std::string prompt_tokens;
+  std::string prompt;  // text, for models with a tokenizer
   int max_tokens = 16;
   bool ignore_eos = false;
   float temperature = 0.f;
@@ -51,8 +53,21 @@ class PrintingSink : public engine::OutputSink {
 };
 
 Status RunGenerate(const RunOptions& o) {
-  MOE_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
-                       ParseIdList(o.prompt_tokens, "--prompt-tokens"));
+  if (o.prompt.empty() == o.prompt_tokens.empty()) {
+    return InvalidArgument("give exactly one of --prompt and --prompt-tokens");
+  }
+  std::unique_ptr<model::Tokenizer> tokenizer;
+  std::vector<int32_t> prompt;
+  if (!o.prompt.empty()) {
+    MOE_ASSIGN_OR_RETURN(tokenizer, model::LoadTokenizer(o.runtime.model_dir));
+    if (tokenizer == nullptr) {
+      return InvalidArgument("--prompt: ", o.runtime.model_dir,
+                             " has no tokenizer.json; use --prompt-tokens");
+    }
+    MOE_ASSIGN_OR_RETURN(prompt, tokenizer->Encode(o.prompt));
+  } else {
+    MOE_ASSIGN_OR_RETURN(prompt, ParseIdList(o.prompt_tokens, "--prompt-tokens"));
+  }
   RuntimeOptions runtime = o.runtime;
   if (runtime.max_context == 0) {
     runtime.max_context = static_cast<int>(prompt.size()) + o.max_tokens;
@@ -73,6 +88,9 @@ Status RunGenerate(const RunOptions& o) {
   const int64_t end = MonotonicNanos();
   std::cout << "\n";
   MOE_RETURN_IF_ERROR(out.status);
+  if (tokenizer != nullptr) {
+    std::cout << tokenizer->Decode(out.output_ids, {.skip_special_tokens = true}) << "\n";
+  }
   const double ttft = (sink->first_token_ns() - start) * 1e-9;
   const double rest = (end - sink->first_token_ns()) * 1e-9;
   std::cerr << "prompt " << out.prompt_tokens << " tokens, generated " << out.completion_tokens
@@ -88,11 +106,12 @@ Status RunGenerate(const RunOptions& o) {
 Action RegisterRun(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
   CLI::App* cmd =
-      app.add_subcommand("run", "Generate for one prompt through the engine; prints token ids");
+      app.add_subcommand("run", "Generate for one prompt through the engine; prints token ids "
+                                "(and the text, for a --prompt)");
   options->runtime.Register(*cmd);
   options->scheduler.Register(*cmd);
-  cmd->add_option("--prompt-tokens", options->prompt_tokens, "comma-separated prompt token ids")
-      ->required();
+  cmd->add_option("--prompt-tokens", options->prompt_tokens, "comma-separated prompt token ids");
+  cmd->add_option("--prompt", options->prompt, "prompt text (models with a tokenizer)");
   cmd->add_option("--max-tokens", options->max_tokens, "tokens to generate")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--temperature", options->temperature, "0 = greedy")
