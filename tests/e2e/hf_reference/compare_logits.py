@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Compare moeserve's logits against the numpy HF reference.
 
-  compare_logits.py --bin build/bin/moeserve --model DIR --tokens 1,2,3 [--tol 1e-4]
+  compare_logits.py --bin build/bin/moeserve --model DIR --tokens 1,2,3 [--tol 1e-4] \
+      [--extra-args "--backend reference"]
 
-Runs `BIN logits --model DIR --tokens 1,2,3 --out FILE --activations f32`, reads FILE as raw
+Runs `BIN logits --model DIR --tokens 1,2,3 --out FILE --activations f32 [EXTRA ARGS]`, reads FILE as raw
 little-endian float32 [num_tokens, vocab], computes the reference with hf_forward.py and checks
   rel_err = max|ours - ref| / max|ref| <= tol   and   argmax(ours) == argmax(ref) at every position.
 An argmax mismatch is only forgiven when the reference's own top-2 gap at that position is within
@@ -13,6 +14,7 @@ Exit 0 on pass, 1 on fail.
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,14 +53,14 @@ def compare(ours: np.ndarray, ref: np.ndarray, tol: float):
     return ok, rel, msgs
 
 
-def check(binary, model_dir, tokens, tol=1e-4, verbose=True, label=""):
-    """Returns (ok, info dict)."""
+def check(binary, model_dir, tokens, tol=1e-4, verbose=True, label="", extra=()):
+    """Returns (ok, info dict). `extra`: arguments appended to the moeserve command line."""
     ref_model = hf_forward.HFReference(model_dir)
     ref = ref_model.logits(tokens)
     margin = ref_model.stats.get("min_route_margin")
     with tempfile.TemporaryDirectory() as td:
         out = os.path.join(td, "logits.f32")
-        proc, cmd = run_moeserve_logits(binary, model_dir, tokens, out)
+        proc, cmd = run_moeserve_logits(binary, model_dir, tokens, out, extra=tuple(extra))
         info = {"cmd": " ".join(cmd), "returncode": proc.returncode, "stderr": proc.stderr.strip()}
         if proc.returncode != 0:
             if verbose:
@@ -92,8 +94,11 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--tokens", required=True)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--extra-args", default="",
+                    help='extra arguments appended to the moeserve command, e.g. "--backend reference"')
     a = ap.parse_args(argv)
-    ok, _ = check(a.bin, a.model, hf_forward.parse_tokens(a.tokens), a.tol)
+    ok, _ = check(a.bin, a.model, hf_forward.parse_tokens(a.tokens), a.tol,
+                  extra=shlex.split(a.extra_args))
     return 0 if ok else 1
 
 

@@ -1,13 +1,18 @@
 #!/usr/bin/python3
-"""Numpy reference forward pass for HF Qwen3-MoE and Mixtral checkpoints (one sequence, no KV cache).
+"""Numpy reference forward pass for HF Qwen3-MoE, Qwen2-MoE, OLMoE and Mixtral checkpoints
+(one sequence, no KV cache).
 
-Written from the semantics of transformers' modeling_qwen3_moe.py / modeling_mixtral.py
-(eager attention path, float32 model), NOT from moeserve's code:
+Written from the semantics of transformers' modeling_qwen3_moe.py / modeling_qwen2_moe.py /
+modeling_olmoe.py / modeling_mixtral.py (eager attention path, float32 model), NOT from moeserve's code:
 
   h = embed_tokens[ids]
   per layer:
     x  = RMSNorm(h; input_layernorm)                      # x * rsqrt(mean(x^2)+eps) * w
-    q,k,v = x Wq^T, x Wk^T, x Wv^T  -> [T, heads, head_dim]
+    q,k,v = x Wq^T, x Wk^T, x Wv^T
+    qwen2_moe: + q_proj.bias / k_proj.bias / v_proj.bias (config qkv_bias, default True; o_proj has none)
+    olmoe:     q = RMSNorm_full(q; q_norm [heads*head_dim]), k = RMSNorm_full(k; k_norm [kv_heads*head_dim])
+               over the WHOLE projection width (before the head reshape); then clip_qkv clamp if set
+    -> [T, heads, head_dim]
     qwen3_moe: q = RMSNorm_head_dim(q; q_norm), k = RMSNorm_head_dim(k; k_norm)   (before RoPE)
     RoPE (NeoX rotate_half; inv_freq = 1/theta^(arange(0,d,2)/d); emb = cat(freqs, freqs)),
         positions 0..T-1
@@ -15,9 +20,13 @@ Written from the semantics of transformers' modeling_qwen3_moe.py / modeling_mix
     softmax(q k^T / sqrt(head_dim) + causal mask) v  -> o_proj ; h += .
     x  = RMSNorm(h; post_attention_layernorm)
     MoE: p = softmax(x Wg^T) over ALL experts; top-k of p (descending; ties -> lower expert id);
-         qwen3_moe: renormalise iff norm_topk_prob; mixtral: always renormalise;
-         out = sum_j w_j * down_j(silu(gate_j x) * up_j x)          ; h += out
-    (qwen3_moe layers in mlp_only_layers or not hitting decoder_sparse_step use the dense MLP)
+         qwen3_moe/qwen2_moe/olmoe: renormalise iff norm_topk_prob (default False); mixtral: always;
+         out = sum_j w_j * down_j(silu(gate_j x) * up_j x)
+         qwen2_moe: out += sigmoid(x . shared_expert_gate) * shared_expert(x)   (shared MLP of width
+                    shared_expert_intermediate_size)
+         h += out
+    (qwen3_moe/qwen2_moe layers in mlp_only_layers or with (i+1) % decoder_sparse_step != 0 use the
+     dense MLP mlp.{gate,up,down}_proj of width intermediate_size; olmoe and mixtral: every layer MoE)
   logits = RMSNorm(h; model.norm) lm_head^T   (lm_head = embed_tokens when tie_word_embeddings)
 
 Precision: weights are decoded exactly from the file (bf16 -> f32 by <<16, f16 via numpy) and the
@@ -203,6 +212,17 @@ def dense_mlp(x, wg, wu, wd):
     return (silu(x @ wg.T) * (x @ wu.T)) @ wd.T
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # numerically safe for large |x| (sigmoid(-inf) == 0 exactly)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x >= 0, 1.0 / (1.0 + np.exp(-x)), np.exp(x) / (1.0 + np.exp(x)))
+
+
+def shared_expert(x, wg, wu, wd, gate_w):
+    """Qwen2-MoE shared expert: sigmoid(shared_expert_gate(x)) * shared_expert(x); gate_w: [1, H]."""
+    return sigmoid(x @ gate_w.T) * dense_mlp(x, wg, wu, wd)
+
+
 # ----------------------------------------------------------------------------
 # model
 # ----------------------------------------------------------------------------
@@ -215,23 +235,37 @@ class HFReference:
         self.dt = compute_dtype
         c = self.cfg
         self.arch = c["model_type"]
-        if self.arch not in ("qwen3_moe", "mixtral"):
+        if self.arch not in ("qwen3_moe", "mixtral", "qwen2_moe", "olmoe"):
             raise ValueError(f"unsupported model_type {self.arch}")
         self.H = c["hidden_size"]
         self.L = c["num_hidden_layers"]
         self.nq = c["num_attention_heads"]
         self.nkv = c.get("num_key_value_heads") or self.nq
-        self.D = c.get("head_dim") or self.H // self.nq
+        if self.arch == "olmoe":
+            self.D = self.H // self.nq          # OlmoeAttention: head_dim = hidden_size // num_heads
+        else:
+            self.D = c.get("head_dim") or self.H // self.nq
         self.eps = c["rms_norm_eps"]
         self.theta = c.get("rope_theta", 10000.0)
         self.V = c["vocab_size"]
         self.tied = bool(c.get("tie_word_embeddings", False))
         self.top_k = c["num_experts_per_tok"]
-        if self.arch == "qwen3_moe":
+        self.mlp_only = set()
+        self.sparse_step = 1
+        self.qkv_bias = False
+        self.clip_qkv = None
+        if self.arch in ("qwen3_moe", "qwen2_moe"):
             self.E = c["num_experts"]
-            self.renorm = bool(c.get("norm_topk_prob", False))  # HF Qwen3MoeConfig default False
+            self.renorm = bool(c.get("norm_topk_prob", False))  # HF config default False
             self.mlp_only = set(c.get("mlp_only_layers", []) or [])
             self.sparse_step = c.get("decoder_sparse_step", 1)
+            if self.arch == "qwen2_moe":
+                self.qkv_bias = bool(c.get("qkv_bias", True))  # Qwen2MoeConfig.qkv_bias default True
+        elif self.arch == "olmoe":
+            self.E = c["num_experts"]
+            self.renorm = bool(c.get("norm_topk_prob", False))  # OlmoeConfig default False
+            self.qkv_bias = bool(c.get("attention_bias", False))
+            self.clip_qkv = c.get("clip_qkv")
         else:
             self.E = c["num_local_experts"]
             self.renorm = True
@@ -243,23 +277,40 @@ class HFReference:
         return self.w[name].astype(self.dt)
 
     def _is_sparse(self, i):
-        if self.arch == "mixtral":
+        if self.arch in ("mixtral", "olmoe"):
             return True
         return (i not in self.mlp_only) and self.E > 0 and (i + 1) % self.sparse_step == 0
 
     def attention(self, i, x, cos, sin):
         p = f"model.layers.{i}.self_attn."
         T = x.shape[0]
-        q = (x @ self.W(p + "q_proj.weight").T).reshape(T, self.nq, self.D)
-        k = (x @ self.W(p + "k_proj.weight").T).reshape(T, self.nkv, self.D)
-        v = (x @ self.W(p + "v_proj.weight").T).reshape(T, self.nkv, self.D)
+        q = x @ self.W(p + "q_proj.weight").T
+        k = x @ self.W(p + "k_proj.weight").T
+        v = x @ self.W(p + "v_proj.weight").T
+        if self.qkv_bias:
+            q = q + self.W(p + "q_proj.bias")
+            k = k + self.W(p + "k_proj.bias")
+            v = v + self.W(p + "v_proj.bias")
+        if self.arch == "olmoe":
+            # full-width RMSNorm over heads*head_dim (resp. kv_heads*head_dim), before the reshape
+            q = rms_norm(q, self.W(p + "q_norm.weight"), self.eps)
+            k = rms_norm(k, self.W(p + "k_norm.weight"), self.eps)
+            if self.clip_qkv is not None:
+                c = float(self.clip_qkv)
+                q, k, v = np.clip(q, -c, c), np.clip(k, -c, c), np.clip(v, -c, c)
+        q = q.reshape(T, self.nq, self.D)
+        k = k.reshape(T, self.nkv, self.D)
+        v = v.reshape(T, self.nkv, self.D)
         if self.arch == "qwen3_moe":
             q = rms_norm(q, self.W(p + "q_norm.weight"), self.eps)
             k = rms_norm(k, self.W(p + "k_norm.weight"), self.eps)
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
         a = causal_attention(q, k, v, self.D ** -0.5).reshape(T, self.nq * self.D)
-        return a @ self.W(p + "o_proj.weight").T
+        out = a @ self.W(p + "o_proj.weight").T
+        if self.arch == "olmoe" and self.qkv_bias:   # OLMoE attention_bias also covers o_proj
+            out = out + self.W(p + "o_proj.bias")
+        return out
 
     def mlp(self, i, x):
         p = f"model.layers.{i}."
@@ -272,7 +323,13 @@ class HFReference:
             q = p + "mlp."
             ex = [(self.W(q + f"experts.{e}.gate_proj.weight"), self.W(q + f"experts.{e}.up_proj.weight"),
                    self.W(q + f"experts.{e}.down_proj.weight")) for e in range(self.E)]
-            return moe_block(x, self.W(q + "gate.weight"), ex, self.top_k, self.renorm, self.stats)
+            out = moe_block(x, self.W(q + "gate.weight"), ex, self.top_k, self.renorm, self.stats)
+            if self.arch == "qwen2_moe":
+                s = q + "shared_expert."
+                out = out + shared_expert(x, self.W(s + "gate_proj.weight"), self.W(s + "up_proj.weight"),
+                                          self.W(s + "down_proj.weight"),
+                                          self.W(q + "shared_expert_gate.weight"))
+            return out
         q = p + "mlp."
         return dense_mlp(x, self.W(q + "gate_proj.weight"), self.W(q + "up_proj.weight"),
                          self.W(q + "down_proj.weight"))

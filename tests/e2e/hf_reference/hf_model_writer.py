@@ -5,7 +5,9 @@ Independent of moeserve: the safetensors container is produced here by hand
 (8-byte little-endian u64 header length, JSON header, raw little-endian data).
 
 Supported architectures (tensor names exactly as the HF checkpoints use them):
-  qwen3_moe  -> Qwen3MoeForCausalLM
+  qwen3_moe  -> Qwen3MoeForCausalLM   (per-head q_norm/k_norm; optional dense layers)
+  qwen2_moe  -> Qwen2MoeForCausalLM   (q/k/v bias, shared expert + shared_expert_gate; optional dense layers)
+  olmoe      -> OlmoeForCausalLM      (full-width q_norm/k_norm; every layer MoE)
   mixtral    -> MixtralForCausalLM
 
 Usage (CLI):
@@ -35,7 +37,7 @@ TORCH_DTYPE = {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}
 
 @dataclasses.dataclass
 class ModelSpec:
-    arch: str = "qwen3_moe"            # "qwen3_moe" | "mixtral"
+    arch: str = "qwen3_moe"            # "qwen3_moe" | "qwen2_moe" | "olmoe" | "mixtral"
     hidden: int = 64
     layers: int = 2
     heads: int = 4
@@ -44,23 +46,34 @@ class ModelSpec:
     vocab: int = 256
     experts: int = 8
     top_k: int = 2
-    moe_intermediate: int = 32          # expert FFN width (Mixtral: intermediate_size)
-    intermediate: Optional[int] = None  # qwen3 dense-MLP width (config only unless mlp_only_layers)
+    moe_intermediate: int = 32          # expert FFN width (Mixtral / OLMoE: intermediate_size)
+    intermediate: Optional[int] = None  # qwen3/qwen2 dense-MLP width (config only unless dense layers)
+    shared_intermediate: Optional[int] = None  # qwen2_moe shared expert width (None -> 2*moe_intermediate)
     tie_word_embeddings: bool = False
     dtype: str = "bf16"                 # bf16 | f16 | f32
     shards: int = 1
-    norm_topk_prob: bool = True         # qwen3_moe only (Mixtral always renormalises)
+    norm_topk_prob: bool = True         # qwen3/qwen2/olmoe (Mixtral always renormalises)
+    write_norm_topk_prob: bool = True   # False: leave the key out of config.json (HF default: False)
     rope_theta: float = 1e6
     rms_norm_eps: float = 1e-6
     max_position_embeddings: int = 4096
-    mlp_only_layers: Tuple[int, ...] = ()  # qwen3_moe: layers using a dense MLP
+    mlp_only_layers: Tuple[int, ...] = ()  # qwen3_moe / qwen2_moe: layers using a dense MLP
     decoder_sparse_step: int = 1
     seed: int = 0
     weight_scale: float = 1.0           # multiplies all projection stds
+    bias_std: float = 0.5               # qwen2_moe q/k/v_proj.bias ~ N(0, bias_std^2)
     write_head_dim: Optional[bool] = None  # None: qwen3 always, mixtral only if != hidden/heads
 
     def resolved_head_dim(self) -> int:
         return self.head_dim if self.head_dim else self.hidden // self.heads
+
+    def is_sparse_layer(self, i: int) -> bool:
+        if self.arch in ("mixtral", "olmoe"):
+            return True
+        return (i not in self.mlp_only_layers) and self.experts > 0 and (i + 1) % self.decoder_sparse_step == 0
+
+    def resolved_shared_intermediate(self) -> int:
+        return self.shared_intermediate or 2 * self.moe_intermediate
 
 
 # ----------------------------------------------------------------------------
@@ -151,6 +164,10 @@ def tensor_shapes(spec: ModelSpec) -> List[Tuple[str, Tuple[int, ...], str]]:
     kind in {embed, norm, proj, router, lm_head} selects the init distribution."""
     H, D, V = spec.hidden, spec.resolved_head_dim(), spec.vocab
     nq, nkv, E, F = spec.heads, spec.kv_heads, spec.experts, spec.moe_intermediate
+    if spec.arch == "olmoe" and D != H // nq:
+        raise ValueError("olmoe: HF OlmoeAttention uses head_dim = hidden_size // num_attention_heads")
+    if spec.arch == "qwen2_moe" and D * nq != H:
+        raise ValueError("qwen2_moe: HF Qwen2MoeAttention requires head_dim * num_heads == hidden_size")
     out = [("model.embed_tokens.weight", (V, H), "embed")]
     for i in range(spec.layers):
         p = f"model.layers.{i}."
@@ -159,19 +176,32 @@ def tensor_shapes(spec: ModelSpec) -> List[Tuple[str, Tuple[int, ...], str]]:
         out.append((p + "self_attn.k_proj.weight", (nkv * D, H), "proj"))
         out.append((p + "self_attn.v_proj.weight", (nkv * D, H), "proj"))
         out.append((p + "self_attn.o_proj.weight", (H, nq * D), "proj"))
+        if spec.arch == "qwen2_moe":   # qkv_bias (HF default True); o_proj has no bias
+            out.append((p + "self_attn.q_proj.bias", (nq * D,), "bias"))
+            out.append((p + "self_attn.k_proj.bias", (nkv * D,), "bias"))
+            out.append((p + "self_attn.v_proj.bias", (nkv * D,), "bias"))
         if spec.arch == "qwen3_moe":
             out.append((p + "self_attn.q_norm.weight", (D,), "norm"))
             out.append((p + "self_attn.k_norm.weight", (D,), "norm"))
+        if spec.arch == "olmoe":        # RMSNorm over the full projection width
+            out.append((p + "self_attn.q_norm.weight", (nq * D,), "norm"))
+            out.append((p + "self_attn.k_norm.weight", (nkv * D,), "norm"))
         out.append((p + "post_attention_layernorm.weight", (H,), "norm"))
-        if spec.arch == "qwen3_moe":
-            sparse = (i not in spec.mlp_only_layers) and E > 0 and (i + 1) % spec.decoder_sparse_step == 0
-            if sparse:
+        if spec.arch in ("qwen3_moe", "qwen2_moe", "olmoe"):
+            if spec.is_sparse_layer(i):
                 out.append((p + "mlp.gate.weight", (E, H), "router"))
                 for e in range(E):
                     q = p + f"mlp.experts.{e}."
                     out.append((q + "gate_proj.weight", (F, H), "proj"))
                     out.append((q + "up_proj.weight", (F, H), "proj"))
                     out.append((q + "down_proj.weight", (H, F), "proj"))
+                if spec.arch == "qwen2_moe":
+                    S = spec.resolved_shared_intermediate()
+                    q = p + "mlp.shared_expert."
+                    out.append((q + "gate_proj.weight", (S, H), "proj"))
+                    out.append((q + "up_proj.weight", (S, H), "proj"))
+                    out.append((q + "down_proj.weight", (H, S), "proj"))
+                    out.append((p + "mlp.shared_expert_gate.weight", (1, H), "shared_gate"))
             else:
                 I = spec.intermediate or 2 * F
                 out.append((p + "mlp.gate_proj.weight", (I, H), "proj"))
@@ -236,6 +266,83 @@ def make_config(spec: ModelSpec) -> dict:
         }
         if not write_hd:
             del cfg["head_dim"]
+        if not spec.write_norm_topk_prob:
+            del cfg["norm_topk_prob"]
+    elif spec.arch == "qwen2_moe":
+        # Field set of the real Qwen/Qwen1.5-MoE-A2.7B config.json: no head_dim, no qkv_bias (HF default
+        # True), no mlp_only_layers unless non-empty (HF default []).
+        cfg = {
+            "architectures": ["Qwen2MoeForCausalLM"],
+            "attention_dropout": 0.0,
+            "bos_token_id": 1,
+            "decoder_sparse_step": spec.decoder_sparse_step,
+            "eos_token_id": 2,
+            "hidden_act": "silu",
+            "hidden_size": H,
+            "initializer_range": 0.02,
+            "intermediate_size": spec.intermediate or 2 * spec.moe_intermediate,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "max_window_layers": spec.layers,
+            "model_type": "qwen2_moe",
+            "moe_intermediate_size": spec.moe_intermediate,
+            "norm_topk_prob": spec.norm_topk_prob,
+            "num_attention_heads": spec.heads,
+            "num_experts": spec.experts,
+            "num_experts_per_tok": spec.top_k,
+            "num_hidden_layers": spec.layers,
+            "num_key_value_heads": spec.kv_heads,
+            "output_router_logits": False,
+            "rms_norm_eps": spec.rms_norm_eps,
+            "rope_theta": spec.rope_theta,
+            "router_aux_loss_coef": 0.001,
+            "shared_expert_intermediate_size": spec.resolved_shared_intermediate(),
+            "sliding_window": 32768,
+            "tie_word_embeddings": spec.tie_word_embeddings,
+            "torch_dtype": TORCH_DTYPE[spec.dtype],
+            "transformers_version": "4.39.0.dev0",
+            "use_cache": True,
+            "use_sliding_window": False,
+            "vocab_size": spec.vocab,
+        }
+        if spec.mlp_only_layers:
+            cfg["mlp_only_layers"] = list(spec.mlp_only_layers)
+        if not spec.write_norm_topk_prob:
+            del cfg["norm_topk_prob"]
+    elif spec.arch == "olmoe":
+        # Field set of the real allenai/OLMoE-1B-7B-0924 config.json (intermediate_size is the expert
+        # width, no head_dim, clip_qkv null, rope_scaling null).
+        cfg = {
+            "architectures": ["OlmoeForCausalLM"],
+            "attention_bias": False,
+            "attention_dropout": 0.0,
+            "clip_qkv": None,
+            "eos_token_id": 2,
+            "hidden_act": "silu",
+            "hidden_size": H,
+            "initializer_range": 0.02,
+            "intermediate_size": spec.moe_intermediate,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "model_type": "olmoe",
+            "norm_topk_prob": spec.norm_topk_prob,
+            "num_attention_heads": spec.heads,
+            "num_experts": spec.experts,
+            "num_experts_per_tok": spec.top_k,
+            "num_hidden_layers": spec.layers,
+            "num_key_value_heads": spec.kv_heads,
+            "output_router_logits": False,
+            "pad_token_id": 1,
+            "rms_norm_eps": spec.rms_norm_eps,
+            "rope_scaling": None,
+            "rope_theta": spec.rope_theta,
+            "router_aux_loss_coef": 0.01,
+            "tie_word_embeddings": spec.tie_word_embeddings,
+            "torch_dtype": TORCH_DTYPE[spec.dtype],
+            "transformers_version": "4.43.0.dev0",
+            "use_cache": True,
+            "vocab_size": spec.vocab,
+        }
+        if not spec.write_norm_topk_prob:
+            del cfg["norm_topk_prob"]
     elif spec.arch == "mixtral":
         # Field set of the real mistralai/Mixtral-8x7B config.json (no moe_intermediate_size,
         # norm_topk_prob, decoder_sparse_step; head_dim only when it is not hidden/heads).
@@ -285,6 +392,8 @@ def generate_weights(spec: ModelSpec) -> Dict[str, np.ndarray]:
       norm weights  ~ 1 + 0.1 N(0,1)        (so q/k/final norms matter)
       projections   ~ N(0, (0.8*scale/sqrt(fan_in))^2)   (~0.1 at fan_in 64)
       router        ~ N(0, (2.0*scale/sqrt(H))^2)         (decisive routing, sizeable top-k margins)
+      q/k/v bias    ~ N(0, bias_std^2)                    (qwen2_moe; large enough to matter)
+      shared_expert_gate ~ N(0, (1.5/sqrt(H))^2)          (gate logits std ~1.5: sigmoid well inside (0,1))
       embed         ~ N(0, 0.5^2); when tied, std 1.5/sqrt(H) so logits have std ~1.5
       lm_head       ~ N(0, (1.5/sqrt(H))^2)               (logits std ~1.5)
     """
@@ -299,6 +408,10 @@ def generate_weights(spec: ModelSpec) -> Dict[str, np.ndarray]:
             w = rng.standard_normal(shape) * (0.8 * spec.weight_scale / np.sqrt(shape[1]))
         elif kind == "router":
             w = rng.standard_normal(shape) * (2.0 * spec.weight_scale / np.sqrt(shape[1]))
+        elif kind == "bias":
+            w = rng.standard_normal(shape) * spec.bias_std
+        elif kind == "shared_gate":
+            w = rng.standard_normal(shape) * (1.5 / np.sqrt(H))
         elif kind == "embed":
             std = 1.5 / np.sqrt(H) if spec.tie_word_embeddings else 0.5
             w = rng.standard_normal(shape) * std
@@ -361,7 +474,7 @@ def write_model(spec: ModelSpec, out_dir: str, shuffle_seed: Optional[int] = Non
 
 
 def add_spec_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--arch", choices=["qwen3_moe", "mixtral"], default="qwen3_moe")
+    ap.add_argument("--arch", choices=["qwen3_moe", "qwen2_moe", "olmoe", "mixtral"], default="qwen3_moe")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
@@ -372,6 +485,8 @@ def add_spec_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--moe-intermediate", type=int, default=32)
     ap.add_argument("--intermediate", type=int, default=None)
+    ap.add_argument("--shared-intermediate", type=int, default=None,
+                    help="qwen2_moe: shared_expert_intermediate_size")
     ap.add_argument("--tie", action="store_true", help="tie_word_embeddings (no lm_head.weight)")
     ap.add_argument("--dtype", choices=["bf16", "f16", "f32"], default="bf16")
     ap.add_argument("--shards", type=int, default=1)
@@ -379,7 +494,8 @@ def add_spec_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rope-theta", type=float, default=1e6)
     ap.add_argument("--rms-norm-eps", type=float, default=1e-6)
     ap.add_argument("--mlp-only-layers", type=str, default="",
-                    help="qwen3_moe: comma-separated layer ids with a dense MLP")
+                    help="qwen3_moe/qwen2_moe: comma-separated layer ids with a dense MLP")
+    ap.add_argument("--decoder-sparse-step", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
 
 
@@ -388,6 +504,7 @@ def spec_from_args(a) -> ModelSpec:
         arch=a.arch, hidden=a.hidden, layers=a.layers, heads=a.heads, kv_heads=a.kv_heads,
         head_dim=a.head_dim, vocab=a.vocab, experts=a.experts, top_k=a.top_k,
         moe_intermediate=a.moe_intermediate, intermediate=a.intermediate,
+        shared_intermediate=a.shared_intermediate, decoder_sparse_step=a.decoder_sparse_step,
         tie_word_embeddings=a.tie, dtype=a.dtype, shards=a.shards,
         norm_topk_prob=not a.no_norm_topk_prob, rope_theta=a.rope_theta,
         rms_norm_eps=a.rms_norm_eps,

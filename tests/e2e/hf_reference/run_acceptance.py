@@ -3,9 +3,13 @@
 
   /usr/bin/python3 tests/e2e/hf_reference/run_acceptance.py --bin build/bin/moeserve [--workdir DIR]
 
-Part 1 (logits): writes several random-weight HF checkpoints (hf_model_writer.py), runs
+Part 1 (logits): writes several random-weight HF checkpoints (hf_model_writer.py) of the
+  architectures qwen3_moe (incl. dense mlp_only_layers / decoder_sparse_step layers), qwen2_moe
+  (q/k/v bias, shared expert), olmoe (full-width q/k norm) and mixtral, runs
   `moeserve logits ... --activations f32` on prompts of 1, 7 and 40 tokens and compares with
   hf_forward.py (compare_logits.check: max|ours-ref|/max|ref| <= tol, argmax agreement).
+  --only SUBSTR restricts Part 1 to checkpoints whose name contains SUBSTR (repeatable).
+  --extra-args "..." appends arguments to every moeserve command (e.g. "--backend reference").
 Part 2 (malformed): corrupts checkpoints in many ways and checks that moeserve exits with a
   positive status (no signal), says something on stderr, and names the offending file / tensor /
   config field.
@@ -15,6 +19,7 @@ Exit status 0 iff every case passes.
 import argparse
 import json
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -68,6 +73,49 @@ def logit_checkpoints():
             arch="mixtral", hidden=64, layers=3, heads=4, kv_heads=4, vocab=256, experts=4,
             top_k=1, moe_intermediate=48, dtype="f32", shards=2, rms_norm_eps=1e-5,
             rope_theta=10000.0),
+        # qwen3_moe with a dense-MLP layer in the middle (mlp_only_layers = [1]), bf16 single file
+        "qwen3_mlp_only1_bf16": W.ModelSpec(
+            arch="qwen3_moe", hidden=64, layers=3, heads=4, kv_heads=2, head_dim=16, vocab=256,
+            experts=8, top_k=2, moe_intermediate=32, intermediate=96, dtype="bf16",
+            mlp_only_layers=(1,), rope_theta=1e6),
+        # qwen3_moe decoder_sparse_step 2 (layers 1,3 MoE; 0,2 dense), f32, 2 shards, no renorm
+        "qwen3_sparse_step2_sharded2_f32": W.ModelSpec(
+            arch="qwen3_moe", hidden=64, layers=4, heads=4, kv_heads=2, head_dim=32, vocab=320,
+            experts=6, top_k=2, moe_intermediate=24, intermediate=80, dtype="f32", shards=2,
+            decoder_sparse_step=2, norm_topk_prob=False, rope_theta=10000.0),
+        # qwen2_moe like Qwen1.5-MoE-A2.7B: kv_heads == heads, top-4, no renorm (key absent from
+        # config.json -> HF default False), shared expert wider than experts; bf16 single file
+        "qwen2moe_tiny_bf16": W.ModelSpec(
+            arch="qwen2_moe", hidden=64, layers=2, heads=4, kv_heads=4, vocab=256, experts=8,
+            top_k=4, moe_intermediate=16, intermediate=128, shared_intermediate=64, dtype="bf16",
+            norm_topk_prob=False, write_norm_topk_prob=False, rope_theta=1e6),
+        # qwen2_moe, GQA, 3 shards, f32, tied, norm_topk_prob true, mlp_only_layers = [1]
+        "qwen2moe_sharded3_f32_tied_mlp_only1": W.ModelSpec(
+            arch="qwen2_moe", hidden=96, layers=3, heads=4, kv_heads=2, vocab=384, experts=6,
+            top_k=2, moe_intermediate=32, intermediate=80, shared_intermediate=48, dtype="f32",
+            shards=3, tie_word_embeddings=True, norm_topk_prob=True, mlp_only_layers=(1,),
+            rope_theta=10000.0),
+        # qwen2_moe decoder_sparse_step 2 (layers 1,3 MoE), bf16, 2 shards, eps 1e-5
+        "qwen2moe_sparse_step2_sharded2_bf16": W.ModelSpec(
+            arch="qwen2_moe", hidden=64, layers=4, heads=8, kv_heads=2, vocab=300, experts=4,
+            top_k=2, moe_intermediate=32, intermediate=64, shared_intermediate=32, dtype="bf16",
+            shards=2, decoder_sparse_step=2, norm_topk_prob=False, rms_norm_eps=1e-5,
+            rope_theta=1e6),
+        # olmoe like OLMoE-1B-7B: kv_heads == heads, eps 1e-5, theta 1e4, no renorm; bf16 single file
+        "olmoe_tiny_bf16": W.ModelSpec(
+            arch="olmoe", hidden=64, layers=2, heads=4, kv_heads=4, vocab=256, experts=8, top_k=2,
+            moe_intermediate=32, dtype="bf16", norm_topk_prob=False, rms_norm_eps=1e-5,
+            rope_theta=10000.0),
+        # olmoe, GQA (k_norm width kv_heads*head_dim != hidden), top-4 of 12, renorm, f32, 2 shards
+        "olmoe_gqa_sharded2_f32": W.ModelSpec(
+            arch="olmoe", hidden=128, layers=2, heads=8, kv_heads=2, vocab=320, experts=12, top_k=4,
+            moe_intermediate=24, dtype="f32", shards=2, norm_topk_prob=True, rms_norm_eps=1e-5,
+            rope_theta=10000.0),
+        # olmoe, f16, 3 shards, tied, MQA
+        "olmoe_mqa_sharded3_f16_tied": W.ModelSpec(
+            arch="olmoe", hidden=64, layers=3, heads=4, kv_heads=1, vocab=256, experts=6, top_k=2,
+            moe_intermediate=40, dtype="f16", shards=3, tie_word_embeddings=True,
+            norm_topk_prob=False, rms_norm_eps=1e-5, rope_theta=1e6),
     }
 
 
@@ -102,19 +150,22 @@ def write_robust_model(spec, model_dir, prompts, base_seed):
     raise RuntimeError(f"could not find a numerically robust seed for {model_dir}")
 
 
-def run_logits_suite(binary, workdir, tol):
+def run_logits_suite(binary, workdir, tol, extra=(), only=()):
     results = []
     for ci, (name, spec) in enumerate(logit_checkpoints().items()):
+        if only and not any(o in name for o in only):
+            continue
         d = os.path.join(workdir, "logits", name)
         prompts = prompts_for(spec.vocab)
         seed = write_robust_model(spec, d, prompts, base_seed=1000 * (ci + 1))
+        dense = [i for i in range(spec.layers) if not spec.is_sparse_layer(i)]
         print(f"-- {name} (seed {seed}, {spec.arch}, {spec.dtype}, shards={spec.shards}, "
               f"tied={spec.tie_word_embeddings}, head_dim={spec.resolved_head_dim()}, "
-              f"theta={spec.rope_theta:g}) -> {d}")
+              f"theta={spec.rope_theta:g}{', dense layers ' + str(dense) if dense else ''}) -> {d}")
         for pname, toks in prompts.items():
             label = f"{name}/{pname}"
             try:
-                ok, _ = compare_logits.check(binary, d, toks, tol, verbose=True, label=label)
+                ok, _ = compare_logits.check(binary, d, toks, tol, verbose=True, label=label, extra=extra)
             except subprocess.TimeoutExpired:
                 print(f"[FAIL] {label} moeserve timed out")
                 ok = False
@@ -328,7 +379,7 @@ MALFORMED = [
 ]
 
 
-def run_malformed_suite(binary, workdir):
+def run_malformed_suite(binary, workdir, extra=()):
     results = []
     base1 = os.path.join(workdir, "malformed", "_base_single")
     base3 = os.path.join(workdir, "malformed", "_base_sharded")
@@ -336,7 +387,7 @@ def run_malformed_suite(binary, workdir):
     W.write_model(W.ModelSpec(**dict(BASE_MALFORMED, shards=3)), base3)
     # Sanity: the unmodified bases must load and run (otherwise the failures below prove nothing).
     for base in (base1, base3):
-        ok, info = compare_logits.check(binary, base, [1, 2], 1e-4, verbose=False)
+        ok, info = compare_logits.check(binary, base, [1, 2], 1e-4, verbose=False, extra=extra)
         print(f"[{'PASS' if ok else 'FAIL'}] malformed/baseline{os.path.basename(base)}: loads and matches "
               f"reference (rc={info.get('returncode')}, rel_err={info.get('rel_err', float('nan')):.2e})")
         results.append((f"malformed/baseline{os.path.basename(base)}", ok))
@@ -348,7 +399,7 @@ def run_malformed_suite(binary, workdir):
         extra = mutate(d) or []
         accept = list(mentions) + list(extra)
         out = os.path.join(d, "out.f32")
-        cmd = [binary, "logits", "--model", d, "--tokens", "1,2", "--out", out]
+        cmd = [binary, "logits", "--model", d, "--tokens", "1,2", "--out", out, *extra]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             rc, err = p.returncode, p.stderr.strip()
@@ -380,7 +431,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--skip-logits", action="store_true")
     ap.add_argument("--skip-malformed", action="store_true")
+    ap.add_argument("--extra-args", default="",
+                    help='extra arguments appended to every moeserve command, e.g. "--backend reference"')
+    ap.add_argument("--only", action="append", default=[],
+                    help="run only the logits checkpoints whose name contains this (repeatable)")
     a = ap.parse_args(argv)
+    extra = shlex.split(a.extra_args)
 
     binary = os.path.abspath(a.bin)
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
@@ -396,11 +452,11 @@ def main(argv=None) -> int:
     results = []
     try:
         if not a.skip_logits:
-            print("== logits vs numpy HF reference ==")
-            results += run_logits_suite(binary, workdir, a.tol)
+            print(f"== logits vs numpy HF reference (moeserve extra args: {extra or 'none'}) ==")
+            results += run_logits_suite(binary, workdir, a.tol, extra, a.only)
         if not a.skip_malformed:
             print("== malformed checkpoints ==")
-            results += run_malformed_suite(binary, workdir)
+            results += run_malformed_suite(binary, workdir, extra)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
