@@ -63,8 +63,11 @@ Status BenchServeOptions::Validate() const {
 }
 
 int64_t RequestsForPoint(const BenchServeOptions& o, double rate) {
+  // A trace replays its file (or its first --num-prompts lines).
+  if (o.workload.dataset_name == "trace") {
+    return o.num_prompts_given ? o.workload.num_prompts : std::numeric_limits<int64_t>::max();
+  }
   if (o.num_prompts_given || o.run.duration_s <= 0) return o.workload.num_prompts;
-  if (o.workload.dataset_name == "trace") return o.workload.num_prompts;
   if (o.run.concurrency <= 0 && std::isfinite(rate) && !o.run.arrival.has_ramp_up()) {
     return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(rate * o.run.duration_s)));
   }
@@ -126,14 +129,14 @@ class Session {
     p.json["harness_cpu_seconds"] = result.harness_cpu_s;
     p.json["harness_cpu_utilization"] =
         result.duration_s > 0 ? result.harness_cpu_s / result.duration_s : 0.0;
+    if (o_.run.num_warmups > 0) p.json["warmups_completed"] = result.warmups_completed;
     if (print_table) {
+      PrintResultTable(out_, p.metrics, info);
       out_ << absl::StrFormat(
           "Harness CPU: %.2f s over %.2f s (%.0f%% of one core)\n", result.harness_cpu_s,
           result.duration_s,
           result.duration_s > 0 ? 100 * result.harness_cpu_s / result.duration_s : 0.0);
     }
-    if (o_.run.num_warmups > 0) p.json["warmups_completed"] = result.warmups_completed;
-    if (print_table) PrintResultTable(out_, p.metrics, info);
     if (raw_.is_open()) WriteRawRecords(raw_, result.records, index);
     return p;
   }
@@ -180,7 +183,11 @@ StatusOr<nlohmann::ordered_json> RunBenchServe(const BenchServeOptions& o, std::
       return NotFound("--tokenizer: '", o.tokenizer_dir, "' has no tokenizer.json");
     }
   }
-  MOE_ASSIGN_OR_RETURN(Workload workload, BuildWorkload(o.workload, facts, tokenizer.get()));
+  WorkloadOptions workload_options = o.workload;
+  if (workload_options.dataset_name == "trace" && !o.num_prompts_given) {
+    workload_options.num_prompts = 0;  // the whole file
+  }
+  MOE_ASSIGN_OR_RETURN(Workload workload, BuildWorkload(workload_options, facts, tokenizer.get()));
   out << absl::StrFormat(
       "moeserve bench serve: %s (%s API), model '%s' (vocab %d%s), dataset %s, %d distinct "
       "prompts\n",

@@ -41,7 +41,7 @@ struct BenchServeOptions {
 
 // The requests of one point: --num-prompts, or rate x duration for a finite-rate run bounded by
 // --duration alone, or unbounded (INT64_MAX, the duration bounds it) for closed-loop / rate-inf
-// runs bounded by --duration alone.
+// runs bounded by --duration alone; a trace replays the whole file unless --num-prompts is given.
 int64_t RequestsForPoint(const BenchServeOptions& options, double rate);
 
 // Runs everything; `out` gets the tables. Returns the JSON that --json writes (a single result,

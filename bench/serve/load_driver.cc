@@ -458,6 +458,7 @@ class Runner {
     last_end_ = 0;
     bool stopped = false;
     constexpr int kMaxBurst = 32;  // sends per loop turn, so completions keep being timestamped
+    constexpr int kMaxDrain = 64;  // completions per loop turn, so releases stay on time
     while (true) {
       double now = Now();
       int burst = 0;
@@ -498,9 +499,11 @@ class Runner {
       const auto status = cq_.AsyncNext(&tag, &ok, deadline);
       if (status == grpc::CompletionQueue::GOT_EVENT) {
         Dispatch(tag, ok);
-        // Drain what is already there before the next send decision.
-        while (cq_.AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
-               grpc::CompletionQueue::GOT_EVENT) {
+        // Take what is already there (bounded, so a busy stream cannot delay due releases).
+        for (int drained = 0;
+             drained < kMaxDrain && cq_.AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC)) ==
+                                        grpc::CompletionQueue::GOT_EVENT;
+             ++drained) {
           Dispatch(tag, ok);
         }
       }
@@ -656,7 +659,7 @@ StatusOr<RunResult> LoadDriver::Run(const Workload& workload, const RunOptions& 
   if (options.arrival.timed() && options.num_requests == INT64_MAX) {
     return InvalidArgument("an open-loop run with a finite rate needs a request count");
   }
-  if (options.num_requests == INT64_MAX && options.duration_s <= 0) {
+  if (options.num_requests == INT64_MAX && options.duration_s <= 0 && !workload.is_trace()) {
     return InvalidArgument("an unbounded request count needs --duration");
   }
   MOE_RETURN_IF_ERROR(options.arrival.Validate());

@@ -409,3 +409,32 @@ TEST(MoeServeTextTest, TextInStreamsTextOutAndStopStringsTrim) {
 
 }  // namespace
 }  // namespace moe::serving
+
+namespace moe::serving {
+namespace {
+
+// The zero-cost engine behind the serving benchmarks: no weights, deterministic tokens, the full
+// gRPC and scheduling path.
+TEST(MoeServeNullBackendTest, ManyStreamsEachGetEveryToken) {
+  TestServerOptions options;
+  options.backend = "null";
+  TestServer server(options);
+  std::vector<std::thread> threads;
+  std::vector<GenerateResult> results(32);
+  for (int i = 0; i < 32; ++i) {
+    threads.emplace_back([&, i] {
+      auto stub = pb::MoeServe::NewStub(server.NewChannel());
+      results[i] = Generate(*stub, Greedy({1, 2, static_cast<uint32_t>(i)}, 50, true));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const GenerateResult& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.tokens.size(), 50u);
+    EXPECT_EQ(r.complete.completion_tokens(), 50u);
+  }
+  EXPECT_EQ(server.gateway().active_requests(), 0);
+}
+
+}  // namespace
+}  // namespace moe::serving

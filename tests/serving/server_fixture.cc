@@ -32,12 +32,11 @@ TestServer::TestServer(const TestServerOptions& options) {
   auto engine = app::OpenEngine(runtime, scheduler);
   MOE_CHECK(engine.ok()) << engine.status().message();
   engine_ = std::move(*engine);
-  const engine::Model& model = *engine_->session->model;
   serving::ModelInfo info;
   info.served_model_name = options.server.served_model_name;
-  info.config = model.config();
-  info.max_context = model.runtime().max_context;
-  info.backend = engine_->session->backend->Name();
+  info.config = engine_->config;
+  info.max_context = engine_->max_context;
+  info.backend = engine_->backend_name;
   info.max_num_seqs = engine_->scheduler.max_num_seqs;
   info.max_num_batched_tokens = engine_->scheduler.max_num_batched_tokens;
   info.num_kv_blocks = engine_->scheduler.num_blocks;

@@ -18,7 +18,7 @@ namespace moe::testing {
 struct TestServerOptions {
   std::string preset = "tiny";  // tiny: token ids only; demo: with the Qwen3 tokenizer
   uint64_t seed = 3;
-  std::string backend = "reference";
+  std::string backend = "reference";  // or "null": the zero-cost engine (no model weights)
   app::SchedulerOptions scheduler = DefaultScheduler();
   serving::ServerConfig server;  // host/port are overridden (127.0.0.1, free port)
   int max_context = 256;
@@ -38,7 +38,7 @@ class TestServer {
   serving::RequestGateway& gateway() { return *gateway_; }
   serving::Server& server() { return *server_; }
   engine::EngineLoop& loop() { return *engine_->loop; }
-  const model::ModelConfig& config() const { return engine_->session->model->config(); }
+  const model::ModelConfig& config() const { return engine_->config; }
   const model::Tokenizer* tokenizer() const { return tokenizer_.get(); }
 
  private:

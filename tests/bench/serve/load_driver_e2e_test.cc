@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ class ServerProcess {
     if (pipe(out) != 0) return nullptr;
     const pid_t pid = fork();
     if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);  // never outlive a crashed test
       dup2(out[1], STDOUT_FILENO);
       const int devnull = open("/dev/null", O_WRONLY);
       dup2(devnull, STDERR_FILENO);
@@ -379,6 +381,37 @@ TEST_F(BenchServeE2eTest, SweepAndCapacitySearchWriteOnePointEach) {
   ASSERT_TRUE(j.ok());
   EXPECT_EQ((*j)["points"].size(), 1u);
   EXPECT_EQ((*j)["capacity_request_rate"], 400.0);
+}
+
+TEST_F(BenchServeE2eTest, TraceReplayFollowsTimestamps) {
+  const std::string dir = moe::testing::MakeScratchDir("trace_e2e");
+  {
+    std::ofstream trace(dir + "/trace.jsonl");
+    for (int i = 0; i < 20; ++i) {
+      trace << "{\"timestamp\": " << 5000 + 25 * i << ", \"input_length\": " << 10 + i
+            << ", \"output_length\": 3, \"hash_ids\": [" << i % 2 << "]}\n";
+    }
+  }
+  BenchServeOptions o;
+  o.target = Target();
+  o.workload.dataset_name = "trace";
+  o.workload.dataset_path = dir + "/trace.jsonl";
+  o.workload.trace_block_size = 8;
+  o.raw_path = dir + "/raw.jsonl";
+  std::ostringstream out;
+  auto j = RunBenchServe(o, out);  // no --num-prompts: the whole file
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  EXPECT_EQ((*j)["completed"], 20);
+  EXPECT_EQ((*j)["total_input"], 20 * 10 + 190);
+  EXPECT_GE((*j)["duration"].get<double>(), 0.475);
+  std::ifstream raw(o.raw_path);
+  int i = 0;
+  for (std::string line; std::getline(raw, line); ++i) {
+    const nlohmann::json r = nlohmann::json::parse(line);
+    EXPECT_NEAR(r["t_scheduled"].get<double>(), 0.025 * i, 1e-9);
+    EXPECT_GE(r["t_send"].get<double>(), r["t_scheduled"].get<double>());
+  }
+  EXPECT_EQ(i, 20);
 }
 
 std::string RunCommand(const std::string& cmd, int* exit_code) {
