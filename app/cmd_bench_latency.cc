@@ -237,7 +237,7 @@ Status RunBenchLatency(const BenchLatencyOptions& o) {
   MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime, limits));
   const int64_t rss_loaded = ResidentBytes();
 
-  int threads = runtime.threads > 0 ? runtime.threads : PhysicalCores();
+  int threads = runtime.threads > 0 ? runtime.threads : engine::cpu::PhysicalCoreCount();
   std::string isa = "n/a";
   engine::cpu::CpuIsa probe_isa = engine::cpu::DetectCpuIsa();
   if (auto* cpu = dynamic_cast<engine::cpu::CpuBackend*>(session->backend.get())) {
@@ -246,6 +246,19 @@ Status RunBenchLatency(const BenchLatencyOptions& o) {
     isa = std::string(engine::cpu::CpuIsaName(cpu->isa()));
   }
   const ModelCost cost(*session->model);
+
+  // The machine's limits, measured in this process on the same thread count, before and after
+  // the runs (the better of the two: on a shared machine a probe only ever reads low).
+  double read_bw = 0, peak = 0;
+  auto probe = [&] {
+    if (o.no_roofline) return;
+    // The best of 1 thread and `threads` threads, each the best of several passes.
+    read_bw = std::max({read_bw, engine::cpu::MeasureReadBandwidth(size_t{1} << 30, 1, 8),
+                        engine::cpu::MeasureReadBandwidth(size_t{1} << 30, threads, 8)});
+    peak = std::max({peak, engine::cpu::MeasurePeakFlops(probe_isa, 1, 0.5),
+                     engine::cpu::MeasurePeakFlops(probe_isa, threads, 0.5)});
+  };
+  probe();
 
   std::mt19937 rng(0);
   std::vector<std::vector<int32_t>> prompts;
@@ -278,12 +291,7 @@ Status RunBenchLatency(const BenchLatencyOptions& o) {
     }
   }
 
-  // The machine's limits, measured now in this process on the same thread count.
-  double read_bw = 0, peak = 0;
-  if (!o.no_roofline) {
-    read_bw = engine::cpu::MeasureReadBandwidth(size_t{1} << 30, threads, 3);
-    peak = engine::cpu::MeasurePeakFlops(probe_isa, threads, 0.5);
-  }
+  probe();
 
   IterationResult sum;
   std::vector<double> latencies;

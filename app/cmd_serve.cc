@@ -16,6 +16,7 @@
 #include "core/logging.h"
 #include "model/random_model.h"
 #include "model/tokenizer_loader.h"
+#include "serving/metrics_telemetry.h"
 #include "serving/request_gateway.h"
 #include "serving/server.h"
 
@@ -29,6 +30,19 @@ struct ServeOptions {
   std::string preset = "demo";
   uint64_t seed = 0;
   std::string models_dir;  // where presets are generated (default ~/.cache/moeserve/models)
+  // Observability: --metrics-port (0 = off), --log-file (empty = off) and friends.
+  serving::TelemetryOptions telemetry;
+  int metrics_port = 0;
+  bool no_expert_stats = false;
+};
+
+// Stops the telemetry (its engine_stats thread and last flush) before the gateway it reads goes;
+// the engine loop may keep a reference until it is destroyed.
+struct TelemetryStopper {
+  std::shared_ptr<serving::Telemetry> telemetry;
+  ~TelemetryStopper() {
+    if (telemetry != nullptr) telemetry->Stop();
+  }
 };
 
 // Waits for the engine to finish one request (the warm-up).
@@ -86,6 +100,10 @@ Status Serve(ServeOptions o) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  o.telemetry.metrics = o.metrics_port > 0;
+  o.telemetry.metrics_port = o.metrics_port;
+  MOE_RETURN_IF_ERROR(o.telemetry.Validate());
+  if (o.telemetry.wants_routing() && !o.no_expert_stats) o.scheduler.collect_routing = true;
   MOE_ASSIGN_OR_RETURN(o.runtime.model_dir, ResolveModel(o));
   MOE_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,
                        model::LoadTokenizer(o.runtime.model_dir));
@@ -104,6 +122,13 @@ Status Serve(ServeOptions o) {
   info.num_kv_blocks = engine->scheduler.num_blocks;
   info.kv_block_size = engine->scheduler.block_size;
   serving::RequestGateway gateway(engine->loop.get(), info, tokenizer.get());
+  // Telemetry is wired before the server accepts its first call.
+  TelemetryStopper telemetry;
+  if (o.telemetry.metrics || !o.telemetry.log_file.empty()) {
+    MOE_ASSIGN_OR_RETURN(telemetry.telemetry, serving::Telemetry::Create(o.telemetry, &gateway));
+    gateway.SetTelemetry(telemetry.telemetry);
+    engine->loop->SetObserver(telemetry.telemetry);
+  }
   MOE_ASSIGN_OR_RETURN(auto server, serving::Server::Start(o.server, &gateway));
 
   // Warm-up: one token through the whole engine path before health turns SERVING.
@@ -115,6 +140,18 @@ Status Serve(ServeOptions o) {
     auto sink = std::make_shared<WaitSink>();
     MOE_RETURN_IF_ERROR(engine->loop->Submit(std::move(warmup), sink));
     MOE_RETURN_IF_ERROR(Annotate(sink->Wait(), "warm-up"));
+  }
+  if (telemetry.telemetry) {
+    if (o.telemetry.metrics) {
+      MOE_LOG(INFO) << "Prometheus metrics on http://" << o.telemetry.metrics_host << ":"
+                    << telemetry.telemetry->metrics_port() << "/metrics";
+      std::cout << "metrics on " << o.telemetry.metrics_host << ":"
+                << telemetry.telemetry->metrics_port() << std::endl;
+    }
+    if (!o.telemetry.log_file.empty()) {
+      MOE_LOG(INFO) << "request log: " << o.telemetry.log_file
+                    << (o.telemetry.log_prompts ? " (with prompts)" : "");
+    }
   }
   server->SetReady();
   MOE_LOG(INFO) << "serving " << o.server.served_model_name << " ("
@@ -128,6 +165,7 @@ Status Serve(ServeOptions o) {
   MOE_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   server->Drain(o.server.drain_timeout_s);
   engine->loop->Stop();
+  if (telemetry.telemetry != nullptr) telemetry.telemetry->Stop();
   MOE_LOG(INFO) << "stopped cleanly";
   return OkStatus();
 }
@@ -157,6 +195,30 @@ Action RegisterServe(CLI::App& app) {
   cmd->add_option("--drain-timeout", o->server.drain_timeout_s,
                   "seconds in-flight requests get to finish on SIGTERM")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--metrics-port", o->metrics_port,
+                  "serve Prometheus metrics on this HTTP port at /metrics (0 = off)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--metrics-host", o->telemetry.metrics_host,
+                  "address of the metrics port (loopback by default)");
+  cmd->add_option("--metrics-max-expert-series", o->telemetry.max_expert_series,
+                  "cap on moeserve_expert_tokens_total series (beyond: summed over layers)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--log-file", o->telemetry.log_file,
+                  "JSON Lines request log: request_finished and engine_stats events "
+                  "('-' = stdout; default off)");
+  cmd->add_option("--log-max-bytes", o->telemetry.log_max_bytes,
+                  "rotate the request log past this size (0 = never)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--log-max-files", o->telemetry.log_max_files,
+                  "rotated request logs kept (FILE.1 ... FILE.N)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--log-prompts", o->telemetry.log_prompts,
+                "include the prompt (text or token ids) in request_finished events");
+  cmd->add_option("--engine-stats-interval", o->telemetry.engine_stats_interval_s,
+                  "seconds between engine_stats log events (0 = none)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--no-expert-stats", o->no_expert_stats,
+                "do not turn on --collect-routing for metrics and logs");
   return [o]() {
     const Status status = Serve(*o);
     if (!status.ok()) {

@@ -16,10 +16,12 @@ Action RegisterGenerateModel(CLI::App& app);
 Action RegisterLogits(CLI::App& app);
 Action RegisterRun(CLI::App& app);
 Action RegisterServe(CLI::App& app);
+Action RegisterDashboard(CLI::App& app);
 Action RegisterTokenize(CLI::App& app);
 Action RegisterDetokenize(CLI::App& app);
 // Subcommands of `moeserve bench`.
 Action RegisterBenchThroughput(CLI::App& bench);
+Action RegisterBenchLatency(CLI::App& bench);
 Action RegisterBenchServe(CLI::App& bench);
 
 }  // namespace moe::app

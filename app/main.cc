@@ -21,11 +21,13 @@ int main(int argc, char** argv) {
   add(moe::app::RegisterLogits(app));
   add(moe::app::RegisterRun(app));
   add(moe::app::RegisterServe(app));
+  add(moe::app::RegisterDashboard(app));
   add(moe::app::RegisterTokenize(app));
   add(moe::app::RegisterDetokenize(app));
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: offline throughput and latency");
   bench->require_subcommand(1);
   add_to(*bench, moe::app::RegisterBenchThroughput(*bench));
+  add_to(*bench, moe::app::RegisterBenchLatency(*bench));
   add_to(*bench, moe::app::RegisterBenchServe(*bench));
 
   try {

@@ -22,6 +22,11 @@ void RuntimeOptions::Register(CLI::App& cmd, bool model_required) {
       ->check(CLI::IsMember({"auto", "avx512bf16", "avx2", "scalar"}));
   cmd.add_option("--threads", threads, "compute threads (0 = physical cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--deterministic", deterministic,
+               "CUDA: batch-invariant kernels (fixed reduction orders); the CPU always is");
+  cmd.add_option("--grouped-gemm", grouped_gemm,
+                 "CUDA MoE GEMM: cublas (baseline) | custom (tensor-core kernel)")
+      ->check(CLI::IsMember({"cublas", "custom"}));
   cmd.add_option("--max-context", max_context,
                  "longest sequence, prompt + output (0 = min(model limit, 4096))")
       ->check(CLI::NonNegativeNumber);
@@ -51,6 +56,8 @@ void SchedulerOptions::Register(CLI::App& cmd) {
                  "fraction of available memory for the KV cache")
       ->check(CLI::Range(0.0, 0.95));
   cmd.add_flag("--no-prefix-caching", no_prefix_caching, "disable the prefix cache");
+  cmd.add_flag("--collect-routing", collect_routing,
+               "record the experts each token is routed to (expert-load metrics and logs)");
 }
 
 StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text, const char* flag) {
@@ -89,6 +96,8 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   choice.name = options.backend;
   choice.threads = options.threads;
   choice.isa = options.isa;
+  choice.deterministic = options.deterministic;
+  choice.grouped_gemm = options.grouped_gemm;
   MOE_ASSIGN_OR_RETURN(session->backend, CreateBackend(choice));
   MOE_ASSIGN_OR_RETURN(auto loaded, model::OpenModelDirectory(options.model_dir));
   const model::ModelConfig config = loaded->config;

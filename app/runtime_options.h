@@ -23,6 +23,8 @@ struct RuntimeOptions {
   std::string activations = "bf16";  // f32 | bf16
   std::string isa = "auto";          // CPU backend kernels: auto | avx512bf16 | avx2 | scalar
   int threads = 0;                   // 0 = physical cores
+  bool deterministic = false;        // CUDA: batch-invariant kernels (the CPU always is)
+  std::string grouped_gemm = "cublas";  // CUDA MoE GEMM: cublas | custom
   int max_context = 0;               // 0 = min(model max_position_embeddings, 4096)
 
   void Register(CLI::App& cmd, bool model_required = true);

@@ -43,6 +43,11 @@ struct Sequence {
   int64_t first_scheduled_ns = 0;  // monotonic; 0 = not yet
   int64_t first_token_ns = 0;
   int64_t last_token_ns = 0;
+  // Monotonic: the step that produced its last token, or the moment it was aborted / failed.
+  int64_t finished_ns = 0;
+  int64_t last_itl_ns = 0;  // gap between its last two tokens (0 after the first token)
+  int64_t max_itl_ns = 0;   // largest gap between consecutive tokens
+  int batch_size_at_first_token = 0;  // sequences in the step that sampled its first token
 
   RequestId id() const { return request.id; }
   int num_tokens() const { return static_cast<int>(tokens.size()); }

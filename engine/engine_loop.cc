@@ -109,6 +109,26 @@ EngineStats EngineLoop::Stats() const {
   return stats_;
 }
 
+void EngineLoop::SetObserver(std::shared_ptr<EngineObserver> observer) {
+  {
+    std::lock_guard<std::mutex> lock(observer_mu_);
+    pending_observer_ = std::move(observer);
+    observer_changed_.store(true, std::memory_order_release);
+  }
+}
+
+std::shared_ptr<EngineObserver> EngineLoop::observer() const {
+  std::lock_guard<std::mutex> lock(observer_mu_);
+  return pending_observer_;
+}
+
+void EngineLoop::AdoptObserver() {
+  std::lock_guard<std::mutex> lock(observer_mu_);
+  observer_ = pending_observer_;
+  observer_changed_.store(false, std::memory_order_relaxed);
+  itl_scratch_.clear();
+}
+
 bool EngineLoop::WaitIdle(int64_t timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
   return idle_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
@@ -160,6 +180,7 @@ void EngineLoop::PublishStep(const std::vector<scheduler::SequenceOutput>& outpu
     out.new_tokens.push_back(o.token);
     const batching::Sequence* s = scheduler_.Find(o.id);
     if (s != nullptr) {
+      if (observer_ != nullptr && s->last_itl_ns > 0) itl_scratch_.push_back(s->last_itl_ns);
       if (s->request.sampling.logprobs > 0) out.logprobs.push_back(o.sample);
       out.prompt_tokens = s->num_prompt_tokens;
       out.completion_tokens = s->num_generated();
@@ -181,6 +202,11 @@ void EngineLoop::PublishFinished() {
       out.status = failure->second;
       failures_.erase(failure);
     }
+    out.finished_time_ns = ToWall(*s, s->finished_ns);
+    out.max_itl_ns = s->max_itl_ns;
+    out.num_steps = s->num_steps_scheduled;
+    out.batch_size_at_first_token = s->batch_size_at_first_token;
+    out.seed = s->seed;
     out.finish_reason = s->finish_reason;
     out.matched_stop_token = s->matched_stop_token;
     out.matched_stop_string = s->matched_stop_string;
@@ -198,6 +224,27 @@ void EngineLoop::PublishFinished() {
       out.new_tokens.push_back(last->second.token);
       if (s->request.sampling.logprobs > 0) out.logprobs.push_back(last->second.sample);
       final_delta_.erase(last);
+      if (observer_ != nullptr && s->last_itl_ns > 0) itl_scratch_.push_back(s->last_itl_ns);
+    }
+    if (observer_ != nullptr) {
+      RequestFinishRecord r;
+      r.id = out.id;
+      r.external_id = s->request.external_id;
+      r.finish_reason = out.finish_reason;
+      r.status_code = out.status.code();
+      r.prompt_tokens = out.prompt_tokens;
+      r.completion_tokens = out.completion_tokens;
+      r.cached_tokens = out.cached_tokens;
+      r.num_preemptions = out.num_preemptions;
+      r.num_steps = out.num_steps;
+      r.batch_size_at_first_token = out.batch_size_at_first_token;
+      r.max_itl_ns = out.max_itl_ns;
+      r.arrival_ns = out.arrival_time_ns;
+      r.first_scheduled_ns = out.first_scheduled_time_ns;
+      r.first_token_ns = out.first_token_time_ns;
+      r.last_token_ns = out.last_token_time_ns;
+      r.finished_ns = out.finished_time_ns;
+      observer_->OnRequestFinished(r);
     }
     std::shared_ptr<OutputSink> sink = std::move(it->second);
     sinks_.erase(it);
@@ -214,17 +261,28 @@ void EngineLoop::FailPlan(const scheduler::StepPlan& plan, const Status& status)
   }
 }
 
-void EngineLoop::RefreshStats(const scheduler::StepPlan& plan, int64_t step_ns) {
-  const int64_t now = MonotonicNanos();
-  std::lock_guard<std::mutex> lock(stats_mu_);
-  int64_t prompt_tokens = 0;
+EngineLoop::StepCounts EngineLoop::CountStep(const scheduler::StepPlan& plan) const {
+  StepCounts counts;
   for (const scheduler::ScheduledSeq& ss : plan.seqs) {
     const batching::Sequence* s = scheduler_.Find(ss.id);
     // Tokens computed below the prompt length are prompt work; the rest is generation.
     const int prompt_end = s != nullptr ? s->num_prompt_tokens : ss.start + ss.num_tokens;
-    prompt_tokens += std::max(0, std::min(ss.start + ss.num_tokens, prompt_end) - ss.start);
+    counts.prompt_tokens += std::max(0, std::min(ss.start + ss.num_tokens, prompt_end) - ss.start);
+    counts.samples += ss.sample ? 1 : 0;
+    if (ss.num_tokens > 1 || ss.start < prompt_end) {
+      ++counts.prefill_seqs;
+    } else {
+      ++counts.decode_seqs;
+    }
   }
-  const int64_t generated = plan.num_samples();
+  return counts;
+}
+
+void EngineLoop::RefreshStats(const scheduler::StepPlan& plan, const StepCounts& counts) {
+  const int64_t now = MonotonicNanos();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  const int64_t prompt_tokens = counts.prompt_tokens;
+  const int64_t generated = counts.samples;
   stats_.total_prompt_tokens += prompt_tokens;
   stats_.total_generated_tokens += generated;
   stats_.total_steps = static_cast<int64_t>(scheduler_.steps());
@@ -243,7 +301,37 @@ void EngineLoop::RefreshStats(const scheduler::StepPlan& plan, int64_t step_ns) 
         alpha * (generated / dt - stats_.generation_tokens_per_second);
     stats_.prompt_tokens_per_second += alpha * (prompt_tokens / dt - stats_.prompt_tokens_per_second);
   }
-  (void)step_ns;
+}
+
+void EngineLoop::NotifyStep(const scheduler::StepPlan& plan, const StepCounts& counts,
+                            const StatusOr<scheduler::StepResult>& result, int64_t step_ns) {
+  StepStats st;
+  st.step = plan.step;
+  st.wall_ns = WallNanos();
+  st.phase = counts.decode_seqs == 0    ? StepPhase::kPrefill
+             : counts.prefill_seqs == 0 ? StepPhase::kDecode
+                                        : StepPhase::kMixed;
+  st.failed = !result.ok();
+  st.num_seqs = static_cast<int>(plan.seqs.size());
+  st.num_tokens = plan.num_tokens;
+  st.num_prompt_tokens = counts.prompt_tokens;
+  st.num_generated_tokens = result.ok() ? counts.samples : 0;
+  st.num_preempted = static_cast<int>(plan.preempted.size());
+  st.step_ns = step_ns;
+  if (result.ok()) {
+    st.timings = result->timings;
+    if (result->routing.num_tokens > 0) st.routing = &result->routing;
+  }
+  st.itl_ns = itl_scratch_;
+  st.num_running = scheduler_.num_running();
+  st.num_waiting = scheduler_.num_waiting();
+  st.num_waiting_tokens = scheduler_.num_waiting_tokens();
+  st.kv_usage = scheduler_.pool().usage();
+  st.prefix_queried_tokens = scheduler_.pool().queried_tokens();
+  st.prefix_hit_tokens = scheduler_.pool().hit_tokens();
+  st.total_preemptions = scheduler_.total_preemptions();
+  observer_->OnStep(st);
+  itl_scratch_.clear();
 }
 
 void EngineLoop::Run() {
@@ -255,6 +343,7 @@ void EngineLoop::Run() {
       });
       if (stop_) break;
     }
+    if (observer_changed_.load(std::memory_order_acquire)) AdoptObserver();
     DrainInbox();
     PublishFinished();
     {
@@ -262,7 +351,7 @@ void EngineLoop::Run() {
       queued_.store(scheduler_.num_waiting() + static_cast<int>(inbox_.size()));
     }
     if (!scheduler_.HasWork()) {
-      RefreshStats(scheduler::StepPlan{}, 0);
+      RefreshStats(scheduler::StepPlan{}, StepCounts{});
       idle_cv_.notify_all();
       continue;
     }
@@ -273,6 +362,7 @@ void EngineLoop::Run() {
       MOE_LOG(ERROR) << "the scheduler planned an empty step with work pending";
       continue;
     }
+    const StepCounts counts = CountStep(plan);
     StatusOr<scheduler::StepResult> result = runner_->Run(plan, scheduler_);
     if (!result.ok()) {
       FailPlan(plan, result.status());
@@ -282,8 +372,9 @@ void EngineLoop::Run() {
       PublishStep(outputs);
     }
     // Stats first, so whoever sees a request finish also sees the state after its last step.
-    RefreshStats(plan, step_watch.ElapsedNanos());
+    RefreshStats(plan, counts);
     PublishFinished();
+    if (observer_ != nullptr) NotifyStep(plan, counts, result, step_watch.ElapsedNanos());
     if (unfinished_.load() == 0) idle_cv_.notify_all();
   }
   // Shutdown: everything still pending finishes aborted.

@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "engine/engine_observer.h"
 #include "engine/executor.h"
 #include "engine/request_output.h"
 #include "scheduler/scheduler.h"
@@ -64,6 +65,12 @@ class EngineLoop {
 
   // Thread-safe snapshot, refreshed every step.
   EngineStats Stats() const;
+
+  // Thread-safe. Attaches (or, with null, detaches) the observer the engine thread calls every
+  // step and for every finished request; it takes effect before the next step. The loop keeps a
+  // reference until the next change or its destruction.
+  void SetObserver(std::shared_ptr<EngineObserver> observer);
+  std::shared_ptr<EngineObserver> observer() const;
   // Requests submitted and not yet finished.
   int num_unfinished() const { return unfinished_.load(); }
   // Blocks until no request is unfinished or the timeout passes; true when idle.
@@ -75,7 +82,19 @@ class EngineLoop {
   void PublishStep(const std::vector<scheduler::SequenceOutput>& outputs);
   void PublishFinished();
   void FailPlan(const scheduler::StepPlan& plan, const Status& status);
-  void RefreshStats(const scheduler::StepPlan& plan, int64_t step_ns);
+  // Per-step token accounting, computed from the plan before it runs (every sequence of the
+  // plan is still known to the scheduler then).
+  struct StepCounts {
+    int prompt_tokens = 0;
+    int prefill_seqs = 0;  // sequences computing prompt (or recomputed) positions
+    int decode_seqs = 0;
+    int samples = 0;  // sequences that sample a token
+  };
+  StepCounts CountStep(const scheduler::StepPlan& plan) const;
+  void RefreshStats(const scheduler::StepPlan& plan, const StepCounts& counts);
+  void AdoptObserver();
+  void NotifyStep(const scheduler::StepPlan& plan, const StepCounts& counts,
+                  const StatusOr<scheduler::StepResult>& result, int64_t step_ns);
 
   EngineConfig config_;
   std::unique_ptr<StepRunner> runner_;
@@ -110,6 +129,12 @@ class EngineLoop {
   mutable std::mutex stats_mu_;
   EngineStats stats_;
   int64_t last_stats_ns_ = 0;
+
+  mutable std::mutex observer_mu_;
+  std::shared_ptr<EngineObserver> pending_observer_;  // guarded by observer_mu_
+  std::atomic<bool> observer_changed_{false};
+  std::shared_ptr<EngineObserver> observer_;  // engine thread
+  std::vector<int64_t> itl_scratch_;          // engine thread: this step's inter-token gaps
 };
 
 }  // namespace moe::engine

@@ -23,9 +23,13 @@ StatusOr<scheduler::StepResult> Executor::Run(const scheduler::StepPlan& plan,
   MOE_RETURN_IF_ERROR(BuildTokenBatch(plan, scheduler, &batch_));
   result.timings.prepare_ns = watch.ElapsedNanos();
   watch.Reset();
+  ForwardOpTimes op_times;
   MOE_RETURN_IF_ERROR(model_->Forward(batch_, *cache_, logits_.data(),
-                                      options_.collect_routing ? &result.routing : nullptr));
+                                      options_.collect_routing ? &result.routing : nullptr,
+                                      &op_times));
   result.timings.forward_ns = watch.ElapsedNanos();
+  result.timings.expert_dispatch_ns = op_times.expert_dispatch_ns;
+  result.timings.grouped_gemm_ns = op_times.grouped_gemm_ns;
   watch.Reset();
   const int vocab = model_->config().vocab_size;
   int row = 0;

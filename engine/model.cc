@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/clock.h"
+
 namespace moe::engine {
 
 using model::LayerWeights;
@@ -335,7 +337,7 @@ Status Model::AttentionBlock(int layer, const batching::TokenBatch& batch, const
                           st);
 }
 
-Status Model::MoeBlock(int layer, int n, RoutingTrace* trace) {
+Status Model::MoeBlock(int layer, int n, RoutingTrace* trace, ForwardOpTimes* times) {
   Workspace& ws = *ws_;
   LayerParams& p = *layers_[layer];
   const Stream st{};
@@ -374,7 +376,10 @@ Status Model::MoeBlock(int layer, int n, RoutingTrace* trace) {
   permute.expert_offsets = ws.expert_offsets;
   permute.row_to_token = ws.row_to_token;
   permute.slot_to_row = ws.slot_to_row;
+  int64_t t0 = times != nullptr ? MonotonicNanos() : 0;
   MOE_RETURN_IF_ERROR(backend_->Permute(permute, st));
+  int64_t t1 = times != nullptr ? MonotonicNanos() : 0;
+  if (times != nullptr) times->expert_dispatch_ns += t1 - t0;
 
   const TensorView act =
       ws.act.RowRange(0, capacity).ColRange(0, config_.moe_intermediate_size);
@@ -383,6 +388,7 @@ Status Model::MoeBlock(int layer, int n, RoutingTrace* trace) {
   MOE_RETURN_IF_ERROR(backend_->GroupedGemm(
       GroupedGemmArgs{act, ws.expert_offsets, p.experts.get(), ws.y_rows.RowRange(0, capacity)},
       st));
+  if (times != nullptr) times->grouped_gemm_ns += MonotonicNanos() - t1;
 
   UnpermuteCombineArgs combine;
   combine.y_rows = ws.y_rows.RowRange(0, capacity);
@@ -404,7 +410,10 @@ Status Model::MoeBlock(int layer, int n, RoutingTrace* trace) {
     combine.shared_gate = ws.shared_gate.RowRange(0, n);
   }
   combine.out = ws.tmp.RowRange(0, n);
-  return backend_->UnpermuteCombine(combine, st);
+  t0 = times != nullptr ? MonotonicNanos() : 0;
+  MOE_RETURN_IF_ERROR(backend_->UnpermuteCombine(combine, st));
+  if (times != nullptr) times->expert_dispatch_ns += MonotonicNanos() - t0;
+  return OkStatus();
 }
 
 Status Model::DenseMlpBlock(int layer, int n) {
@@ -421,7 +430,9 @@ Status Model::DenseMlpBlock(int layer, int n) {
 }
 
 Status Model::Forward(const batching::TokenBatch& batch, const KvCache& cache, float* logits,
-                      RoutingTrace* trace) {
+                      RoutingTrace* trace, ForwardOpTimes* op_times) {
+  // A host clock around an asynchronous launch would time the launch, not the op.
+  ForwardOpTimes* times = backend_->HostAddressable() ? op_times : nullptr;
   const int n = batch.num_tokens();
   if (cache.config().block_size != runtime_.block_size ||
       cache.config().num_layers != config_.num_layers ||
@@ -455,7 +466,7 @@ Status Model::Forward(const batching::TokenBatch& batch, const KvCache& cache, f
                     eps, ws.h.RowRange(0, n)},
         st));
     if (config_.IsMoeLayer(l)) {
-      MOE_RETURN_IF_ERROR(MoeBlock(l, n, trace));
+      MOE_RETURN_IF_ERROR(MoeBlock(l, n, trace, times));
     } else {
       MOE_RETURN_IF_ERROR(DenseMlpBlock(l, n));
     }

@@ -35,6 +35,13 @@ struct ModelRuntimeConfig {
 
 using batching::RoutingTrace;
 
+// Wall time per op category of one Forward, summed over the MoE layers. Measured only on
+// host-synchronous backends (CPU): on an asynchronous one a host clock would time the launch.
+struct ForwardOpTimes {
+  int64_t expert_dispatch_ns = 0;  // Permute + UnpermuteCombine
+  int64_t grouped_gemm_ns = 0;     // GroupedGemmSwiGlu + GroupedGemm
+};
+
 class Model {
  public:
   static StatusOr<std::unique_ptr<Model>> Create(const model::LoadedModel& loaded,
@@ -44,10 +51,10 @@ class Model {
 
   // Computes K/V for every token of `batch` (written into `cache`) and the logits of
   // batch.logits_indices into `logits` (host memory, [logits_indices.size(), vocab], F32).
-  // `trace` may be null. On error nothing is guaranteed about the KV contents of this step's
-  // slots; the caller treats those positions as not computed.
+  // `trace` and `op_times` may be null (op_times is added to). On error nothing is guaranteed
+  // about the KV contents of this step's slots; the caller treats those positions as not computed.
   Status Forward(const batching::TokenBatch& batch, const KvCache& cache, float* logits,
-                 RoutingTrace* trace = nullptr);
+                 RoutingTrace* trace = nullptr, ForwardOpTimes* op_times = nullptr);
 
   const model::ModelConfig& config() const { return config_; }
   const ModelRuntimeConfig& runtime() const { return runtime_; }
@@ -65,7 +72,7 @@ class Model {
   Status UploadBatch(const batching::TokenBatch& batch);
   Status AttentionBlock(int layer, const batching::TokenBatch& batch, const KvCache& cache,
                         int num_tokens);
-  Status MoeBlock(int layer, int num_tokens, RoutingTrace* trace);
+  Status MoeBlock(int layer, int num_tokens, RoutingTrace* trace, ForwardOpTimes* times);
   Status DenseMlpBlock(int layer, int num_tokens);
 
   model::ModelConfig config_;

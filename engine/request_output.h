@@ -36,6 +36,12 @@ struct RequestOutput {
   int64_t first_scheduled_time_ns = 0;
   int64_t first_token_time_ns = 0;
   int64_t last_token_time_ns = 0;
+  int64_t finished_time_ns = 0;  // the step of its last token, or when it was aborted / failed
+  // More accounting for logs and metrics (final output).
+  int64_t max_itl_ns = 0;             // largest gap between consecutive tokens
+  int num_steps = 0;                  // engine steps that computed some of its positions
+  int batch_size_at_first_token = 0;  // sequences in the step of its first token
+  uint64_t seed = 0;                  // the sampling seed used (drawn by the engine when unset)
 };
 
 // Receives a request's outputs. Called on the engine thread: implementations must not block

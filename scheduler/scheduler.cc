@@ -377,6 +377,7 @@ bool Scheduler::CheckStop(Sequence* s) {
 }
 
 void Scheduler::MoveToFinished(Sequence* s, FinishReason reason) {
+  s->finished_ns = MonotonicNanos();
   if (s->status == batching::SequenceStatus::kRunning) {
     ReleaseBlocks(s);
     EraseRunning(s);
@@ -449,11 +450,18 @@ std::vector<SequenceOutput> Scheduler::Update(const StepPlan& plan, const StepRe
       const SampleOutput& sample = result.samples[i];
       MOE_CHECK_GE(sample.token, 0) << "no token sampled for request " << ss.id;
       s->tokens.push_back(sample.token);
-      if (s->first_token_ns == 0) s->first_token_ns = now;
+      if (s->first_token_ns == 0) {
+        s->first_token_ns = now;
+        s->batch_size_at_first_token = static_cast<int>(plan.seqs.size());
+      } else {
+        s->last_itl_ns = now - s->last_token_ns;
+        s->max_itl_ns = std::max(s->max_itl_ns, s->last_itl_ns);
+      }
       s->last_token_ns = now;
       out.token = sample.token;
       out.sample = sample;
       out.finished = CheckStop(s);
+      if (out.finished) s->finished_ns = now;  // ends with its last token (s is still alive)
     }
     outputs.push_back(std::move(out));
   }

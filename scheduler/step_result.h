@@ -26,6 +26,9 @@ struct StepTimings {
   int64_t forward_ns = 0;
   int64_t sample_ns = 0;
   int64_t update_ns = 0;
+  // Per-op totals over the step's MoE layers (host-synchronous backends; 0 = not measured).
+  int64_t expert_dispatch_ns = 0;  // Permute + UnpermuteCombine
+  int64_t grouped_gemm_ns = 0;     // GroupedGemmSwiGlu + GroupedGemm
 };
 
 struct StepResult {

@@ -23,6 +23,7 @@ DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   prometheus-cpp-dev libpcre2-dev libutf8proc-dev
   python3-grpcio python3-numpy
+  prometheus chromium
 )
 
 SUDO=""

@@ -1,8 +1,12 @@
 #include "serving/generate_call.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "serving/grpc_status.h"
+#include "serving/metrics_telemetry.h"
 #include "serving/proto_convert.h"
+#include "serving/request_log_context.h"
 
 namespace moe::serving {
 
@@ -19,11 +23,31 @@ GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const pb::Gener
   streaming_ = request->stream();
   return_perf_ = request->return_perf_metrics();
   want_logprobs_ = request->logprobs() > 0;
+  telemetry_ = Telemetry::Of(*gateway);
+  if (telemetry_ != nullptr) {
+    record_ = std::make_unique<RequestRecord>();
+    RequestRecord& r = *record_;
+    r.api = ApiKind::kNative;
+    NoteCallContext(*context, &r);
+    r.request_id = request->request_id();
+    r.model = gateway->info().served_model_name;
+    r.stream = streaming_;
+    r.priority = request->priority();
+    r.kv_block_size = gateway->info().kv_block_size;
+    r.tags.assign(request->tags().begin(), request->tags().end());
+    std::sort(r.tags.begin(), r.tags.end());
+    if (telemetry_->log_prompts()) {
+      if (!request->text().empty()) r.prompt_text = request->text();
+      r.prompt_ids.assign(request->input_ids().begin(), request->input_ids().end());
+    }
+    telemetry_->StreamOpened(ApiKind::kNative, ServingMetrics::kRpcGenerate);
+  }
   StatusOr<GenerationRequest> parsed = FromProto(*request);
   if (!parsed.ok()) {
     FinishLocked(ToGrpcStatus(parsed.status()));
     return;
   }
+  if (record_ != nullptr) record_->NoteSampling(parsed->sampling);
   if (!parsed->sampling.stop.empty() && gateway->tokenizer() == nullptr) {
     FinishLocked(ToGrpcStatus(
         InvalidArgument("sampling.stop: stop strings need a model with a tokenizer")));
@@ -44,6 +68,11 @@ GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const pb::Gener
   }
   submitted_ = *submitted;
   submitted_ok_ = true;
+  if (record_ != nullptr) {
+    record_->engine_id = submitted_.id;
+    record_->request_id = submitted_.external_id;
+    record_->prompt_tokens = submitted_.prompt_tokens;
+  }
 }
 
 bool GenerateCall::BuildMessage(StreamBatch& batch) {
@@ -88,6 +117,16 @@ bool GenerateCall::BuildMessage(StreamBatch& batch) {
     return true;
   }
   const engine::RequestOutput& out = batch.final;
+  if (record_ != nullptr) {
+    if (stopped_by_text_) {
+      record_->stopped_by_text = true;
+      record_->finish_reason = batching::FinishReason::kStop;
+      record_->matched_stop_string = text_->matched_stop();
+      record_->completion_tokens = sent_tokens_;
+    }
+    record_->NoteFinal(out);
+    final_noted_ = true;
+  }
   pb::Complete* complete = message_.mutable_complete();
   for (int32_t t : batch.tokens) complete->add_output_ids(static_cast<uint32_t>(t));
   complete->set_text(std::move(text));
@@ -127,6 +166,10 @@ void GenerateCall::WriteNextLocked() {
   StreamBatch batch;
   while (stream_->TakeOrIdle(&batch)) {
     if (batch.finished && !batch.final.status.ok()) {
+      if (record_ != nullptr) {
+        record_->NoteFinal(batch.final);
+        final_noted_ = true;
+      }
       FinishLocked(ToGrpcStatus(batch.final.status));
       return;
     }
@@ -143,6 +186,7 @@ void GenerateCall::WriteNextLocked() {
 void GenerateCall::FinishLocked(const grpc::Status& status) {
   if (finish_called_) return;
   finish_called_ = true;
+  if (record_ != nullptr) NoteCallStatus(status, record_.get());
   if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     context_->AddTrailingMetadata("retry-after-ms", absl::StrCat(retry_after_ms_));
   }
@@ -182,6 +226,17 @@ void GenerateCall::OnDone() {
   }
   if (stream_) stream_->Detach();
   if (submitted_ok_) gateway_->Forget(submitted_.id);
+  if (telemetry_ != nullptr) {
+    RequestRecord& r = *record_;
+    r.num_chunks = num_chunks_sent_ + (final_written_ ? 1 : 0);
+    if (!final_noted_) {
+      // Cancelled or broken before the engine's final output: what the client got.
+      r.completion_tokens = r.generated_tokens = sent_tokens_;
+      if (submitted_ok_) r.finish_reason = batching::FinishReason::kAbort;
+    }
+    telemetry_->RequestFinished(std::move(r));
+    telemetry_->StreamClosed(ApiKind::kNative, ServingMetrics::kRpcGenerate);
+  }
   delete this;
 }
 

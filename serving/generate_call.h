@@ -12,10 +12,13 @@
 
 #include "moeserve/v1/moeserve.grpc.pb.h"
 #include "serving/request_gateway.h"
+#include "serving/request_log_record.h"
 #include "serving/request_stream.h"
 #include "serving/text_stream.h"
 
 namespace moe::serving {
+
+class Telemetry;
 
 class GenerateCall final : public grpc::ServerWriteReactor<moeserve::v1::GenerateResponse> {
  public:
@@ -61,6 +64,11 @@ class GenerateCall final : public grpc::ServerWriteReactor<moeserve::v1::Generat
   std::vector<int32_t> unary_tokens_;
   std::vector<scheduler::SampleOutput> unary_logprobs_;
   std::string unary_text_;
+  // Observability (null when no telemetry is attached): the request_finished record, filled as
+  // the call goes and handed over in OnDone.
+  std::shared_ptr<Telemetry> telemetry_;
+  std::unique_ptr<RequestRecord> record_;
+  bool final_noted_ = false;
 };
 
 }  // namespace moe::serving

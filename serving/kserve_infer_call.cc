@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "serving/grpc_status.h"
+#include "serving/metrics_telemetry.h"
+#include "serving/request_log_context.h"
 
 namespace moe::serving {
 
@@ -13,6 +15,16 @@ KServeInferCall::KServeInferCall(grpc::CallbackServerContext* context,
     : gateway_(gateway), response_(response), state_(std::make_shared<State>()) {
   std::lock_guard<std::recursive_mutex> lock(state_->mu);
   state_->call = this;
+  telemetry_ = Telemetry::Of(*gateway);
+  if (telemetry_ != nullptr) {
+    record_ = std::make_unique<RequestRecord>();
+    record_->api = ApiKind::kKServeUnary;
+    NoteCallContext(*context, record_.get());
+    record_->request_id = request->id();
+    record_->model = request->model_name();
+    record_->kv_block_size = gateway->info().kv_block_size;
+    telemetry_->StreamOpened(ApiKind::kKServeUnary, ServingMetrics::kRpcModelInfer);
+  }
   StatusOr<const KServeModel*> model =
       models->Find(request->model_name(), request->model_version());
   if (!model.ok()) {
@@ -37,6 +49,14 @@ KServeInferCall::KServeInferCall(grpc::CallbackServerContext* context,
         "one response")));
     return;
   }
+  if (record_ != nullptr) {
+    record_->NoteSampling(parsed->generation.sampling);
+    record_->priority = parsed->generation.priority;
+    if (telemetry_->log_prompts()) {
+      if (!parsed->prompt_text.empty()) record_->prompt_text = parsed->prompt_text;
+      record_->prompt_ids = parsed->generation.input_ids;
+    }
+  }
   response_->set_model_name(request->model_name());
   response_->set_model_version("1");
   response_->set_id(request->id());
@@ -58,11 +78,20 @@ KServeInferCall::KServeInferCall(grpc::CallbackServerContext* context,
   submitted_ = *submitted;
   submitted_ok_ = true;
   responder_ = model_->NewResponder(*parsed, submitted_);
+  if (record_ != nullptr) {
+    record_->engine_id = submitted_.id;
+    record_->request_id = submitted_.external_id;
+    record_->prompt_tokens = submitted_.prompt_tokens;
+  }
 }
 
 void KServeInferCall::TakeOutputsLocked() {
   StreamBatch batch;
   while (!finish_called_ && stream_->TakeOrIdle(&batch)) {
+    if (batch.finished && record_ != nullptr) {
+      record_->NoteFinal(batch.final);
+      final_noted_ = true;
+    }
     if (batch.finished && !batch.final.status.ok()) {
       FinishLocked(ToGrpcStatus(model_->RenameFields(batch.final.status)));
       return;
@@ -78,6 +107,7 @@ void KServeInferCall::TakeOutputsLocked() {
 void KServeInferCall::FinishLocked(const grpc::Status& status) {
   if (finish_called_) return;
   finish_called_ = true;
+  if (record_ != nullptr) NoteCallStatus(status, record_.get());
   Finish(status);
 }
 
@@ -94,6 +124,13 @@ void KServeInferCall::OnDone() {
   }
   if (stream_) stream_->Detach();
   if (submitted_ok_) gateway_->Forget(submitted_.id);
+  if (telemetry_ != nullptr) {
+    RequestRecord& r = *record_;
+    r.num_chunks = final_noted_ && r.grpc_code == 0 ? 1 : 0;
+    if (!final_noted_ && submitted_ok_) r.finish_reason = batching::FinishReason::kAbort;
+    telemetry_->RequestFinished(std::move(r));
+    telemetry_->StreamClosed(ApiKind::kKServeUnary, ServingMetrics::kRpcModelInfer);
+  }
   delete this;
 }
 

@@ -13,9 +13,12 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "serving/kserve_model.h"
 #include "serving/request_gateway.h"
+#include "serving/request_log_record.h"
 #include "serving/request_stream.h"
 
 namespace moe::serving {
+
+class Telemetry;
 
 class KServeInferCall final : public grpc::ServerUnaryReactor {
  public:
@@ -45,6 +48,10 @@ class KServeInferCall final : public grpc::ServerUnaryReactor {
   SubmittedRequest submitted_;
   bool submitted_ok_ = false;
   bool finish_called_ = false;
+  // Observability (null when no telemetry is attached), handed over in OnDone.
+  std::shared_ptr<Telemetry> telemetry_;
+  std::unique_ptr<RequestRecord> record_;
+  bool final_noted_ = false;
 };
 
 }  // namespace moe::serving

@@ -1,6 +1,8 @@
 #include "serving/kserve_stream_call.h"
 
 #include "serving/grpc_status.h"
+#include "serving/metrics_telemetry.h"
+#include "serving/request_log_context.h"
 
 namespace moe::serving {
 
@@ -38,9 +40,13 @@ void SetHeader(const std::string& id, const std::string& model_name, bool final,
 
 KServeStreamCall::KServeStreamCall(grpc::CallbackServerContext* context,
                                    const KServeModelSet* models, RequestGateway* gateway)
-    : models_(models), gateway_(gateway), state_(std::make_shared<State>()) {
+    : context_(context), models_(models), gateway_(gateway), state_(std::make_shared<State>()) {
   std::lock_guard<std::recursive_mutex> lock(state_->mu);
   state_->call = this;
+  telemetry_ = Telemetry::Of(*gateway);
+  if (telemetry_ != nullptr) {
+    telemetry_->StreamOpened(ApiKind::kKServeStream, ServingMetrics::kRpcModelStreamInfer);
+  }
   for (const auto& [key, value] : context->client_metadata()) {
     if (key == "triton_grpc_error" && value == "true") grpc_errors_ = true;
   }
@@ -60,16 +66,47 @@ void KServeStreamCall::OnReadDone(bool ok) {
   if (!finish_called_ && !finish_after_write_.has_value()) StartRead(&request_);
 }
 
+std::unique_ptr<RequestRecord> KServeStreamCall::NewRecordLocked(
+    const inference::ModelInferRequest& request) {
+  if (telemetry_ == nullptr) return nullptr;
+  auto record = std::make_unique<RequestRecord>();
+  record->api = ApiKind::kKServeStream;
+  NoteCallContext(*context_, record.get());
+  record->request_id = request.id();
+  record->model = request.model_name();
+  record->kv_block_size = gateway_->info().kv_block_size;
+  return record;
+}
+
+void KServeStreamCall::EmitRecordLocked(std::unique_ptr<RequestRecord> record,
+                                        const Status& status) {
+  if (record == nullptr) return;
+  NoteCallStatus(ToGrpcStatus(status), record.get());
+  telemetry_->RequestFinished(std::move(*record));
+}
+
 void KServeStreamCall::HandleRequestLocked(const inference::ModelInferRequest& request) {
+  std::unique_ptr<RequestRecord> record = NewRecordLocked(request);
   StatusOr<const KServeModel*> model = models_->Find(request.model_name(), request.model_version());
   if (!model.ok()) {
+    EmitRecordLocked(std::move(record), model.status());
     FailRequestLocked(request.id(), request.model_name(), model.status());
     return;
   }
   StatusOr<KServeRequest> parsed = (*model)->Parse(request);
   if (!parsed.ok()) {
+    EmitRecordLocked(std::move(record), parsed.status());
     FailRequestLocked(request.id(), request.model_name(), parsed.status());
     return;
+  }
+  if (record != nullptr) {
+    record->NoteSampling(parsed->generation.sampling);
+    record->priority = parsed->generation.priority;
+    record->stream = parsed->streaming;
+    if (telemetry_->log_prompts()) {
+      if (!parsed->prompt_text.empty()) record->prompt_text = parsed->prompt_text;
+      record->prompt_ids = parsed->generation.input_ids;
+    }
   }
   const bool empty_final = BoolParameter(request.parameters(), kEmptyFinalParam);
   if (parsed->stop) {
@@ -94,9 +131,15 @@ void KServeStreamCall::HandleRequestLocked(const inference::ModelInferRequest& r
   });
   StatusOr<SubmittedRequest> submitted = gateway_->Submit(parsed->generation, stream);
   if (!submitted.ok()) {
-    FailRequestLocked(request.id(), request.model_name(),
-                      (*model)->RenameFields(submitted.status()));
+    const Status status = (*model)->RenameFields(submitted.status());
+    EmitRecordLocked(std::move(record), status);
+    FailRequestLocked(request.id(), request.model_name(), status);
     return;
+  }
+  if (record != nullptr) {
+    record->engine_id = submitted->id;
+    record->request_id = submitted->external_id;
+    record->prompt_tokens = submitted->prompt_tokens;
   }
   Entry entry;
   entry.client_id = request.id();
@@ -106,6 +149,7 @@ void KServeStreamCall::HandleRequestLocked(const inference::ModelInferRequest& r
   entry.stream = std::move(stream);
   entry.responder = (*model)->NewResponder(*parsed, *submitted);
   entry.submitted = *submitted;
+  entry.record = std::move(record);
   entries_.emplace(key, std::move(entry));
 }
 
@@ -150,8 +194,13 @@ void KServeStreamCall::PumpLocked() {
     StreamBatch batch;
     // Nothing pending: the stream goes idle and its next output wakes us again.
     if (!entry.stream->TakeOrIdle(&batch)) continue;
+    if (batch.finished && entry.record != nullptr) {
+      entry.record->NoteFinal(batch.final);
+      entry.final_noted = true;
+    }
     if (batch.finished && !batch.final.status.ok()) {
       const Status status = entry.model->RenameFields(batch.final.status);
+      if (entry.record != nullptr) NoteCallStatus(ToGrpcStatus(status), entry.record.get());
       const std::string id = entry.client_id;
       const std::string model_name = entry.model_name;
       RemoveEntryLocked(key, /*abort=*/false);
@@ -166,6 +215,7 @@ void KServeStreamCall::PumpLocked() {
       continue;
     }
     SetHeader(entry.client_id, entry.model_name, batch.finished, r);
+    ++entry.responses;
     if (batch.finished) {
       if (!outcome.has_content && entry.empty_final) {
         r->clear_outputs();
@@ -194,6 +244,16 @@ void KServeStreamCall::RemoveEntryLocked(uint64_t key, bool abort) {
   if (abort && !entry.stream->finished_seen()) gateway_->Abort(entry.submitted.id);
   entry.stream->Detach();
   gateway_->Forget(entry.submitted.id);
+  if (entry.record != nullptr) {
+    RequestRecord& r = *entry.record;
+    r.num_chunks = entry.responses;
+    if (!entry.final_noted) {
+      r.grpc_code = static_cast<int>(grpc::StatusCode::CANCELLED);
+      r.error_msg = "the stream ended before the request finished";
+      r.finish_reason = batching::FinishReason::kAbort;
+    }
+    telemetry_->RequestFinished(std::move(r));
+  }
   entries_.erase(it);
 }
 
@@ -244,6 +304,9 @@ void KServeStreamCall::OnDone() {
     std::lock_guard<std::recursive_mutex> lock(state_->mu);
     state_->call = nullptr;
     while (!entries_.empty()) RemoveEntryLocked(entries_.begin()->first, /*abort=*/true);
+  }
+  if (telemetry_ != nullptr) {
+    telemetry_->StreamClosed(ApiKind::kKServeStream, ServingMetrics::kRpcModelStreamInfer);
   }
   delete this;
 }

@@ -30,9 +30,12 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "serving/kserve_model.h"
 #include "serving/request_gateway.h"
+#include "serving/request_log_record.h"
 #include "serving/request_stream.h"
 
 namespace moe::serving {
+
+class Telemetry;
 
 class KServeStreamCall final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
                                                               inference::ModelStreamInferResponse> {
@@ -60,6 +63,10 @@ class KServeStreamCall final : public grpc::ServerBidiReactor<inference::ModelIn
     std::shared_ptr<RequestStream> stream;
     std::unique_ptr<KServeResponder> responder;
     SubmittedRequest submitted;
+    // Observability (null when no telemetry is attached).
+    std::unique_ptr<RequestRecord> record;
+    int responses = 0;  // responses carrying its output so far
+    bool final_noted = false;
   };
 
   void HandleRequestLocked(const inference::ModelInferRequest& request);
@@ -75,10 +82,16 @@ class KServeStreamCall final : public grpc::ServerBidiReactor<inference::ModelIn
   void FailCallLocked(const grpc::Status& status);
   void MaybeFinishLocked();
   void FinishLocked(const grpc::Status& status);
+  // A request_finished record for a request read from the stream (null without telemetry).
+  std::unique_ptr<RequestRecord> NewRecordLocked(const inference::ModelInferRequest& request);
+  // Hands a record that ended with `status` to the telemetry.
+  void EmitRecordLocked(std::unique_ptr<RequestRecord> record, const Status& status);
 
+  grpc::CallbackServerContext* context_;
   const KServeModelSet* models_;
   RequestGateway* gateway_;
   std::shared_ptr<State> state_;
+  std::shared_ptr<Telemetry> telemetry_;
   bool grpc_errors_ = false;  // client header triton_grpc_error: true
 
   // Guarded by state_->mu.

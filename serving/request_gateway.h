@@ -23,6 +23,8 @@
 
 namespace moe::serving {
 
+class Telemetry;
+
 // Facts about the served model, for GetModelInfo / ModelMetadata.
 struct ModelInfo {
   std::string served_model_name;
@@ -75,6 +77,10 @@ class RequestGateway {
   void SetDraining() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
 
+  // Request logs and metrics, when enabled; set once before the server starts.
+  void SetTelemetry(std::shared_ptr<Telemetry> telemetry) { telemetry_ = std::move(telemetry); }
+  const std::shared_ptr<Telemetry>& telemetry() const { return telemetry_; }
+
   const ModelInfo& info() const { return info_; }
   const model::Tokenizer* tokenizer() const { return tokenizer_; }
   engine::EngineStats Stats() const { return loop_->Stats(); }
@@ -85,6 +91,7 @@ class RequestGateway {
   engine::EngineLoop* loop_;
   ModelInfo info_;
   const model::Tokenizer* tokenizer_;
+  std::shared_ptr<Telemetry> telemetry_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::mutex mu_;

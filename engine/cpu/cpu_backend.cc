@@ -133,9 +133,9 @@ Status CpuBackend::Reserve(const BackendLimits& limits) {
   const int64_t k_cols = static_cast<int64_t>(limits.num_kv_heads) * limits.head_dim;
   const int group = limits.num_kv_heads > 0 ? std::max(1, limits.num_heads / limits.num_kv_heads)
                                             : 1;
-  int64_t floats = 2 * h;                                             // norms, combine
+  int64_t floats = ops::kRmsNormScratchRows * h;                      // norms, combine
   floats = std::max(floats, std::max(q_cols, k_cols) + limits.head_dim + 2);  // q/k norm + rope
-  floats = std::max<int64_t>(floats, 2 * std::max(limits.num_experts, 1));    // router
+  floats = std::max<int64_t>(floats, 3 * std::max(limits.num_experts, 1));    // router
   floats = std::max(floats, AttentionScratchFloats(std::max(limits.max_context, 1), group,
                                                    std::max(limits.head_dim, 1)));
   EnsureScratch(floats);
@@ -294,7 +294,8 @@ Status CpuBackend::RmsNorm(const RmsNormArgs& a, Stream) {
   if (!reserved_) return FailedPrecondition("RmsNorm before Reserve()");
   MOE_RETURN_IF_ERROR(CheckActivation(a.x, "RmsNorm", "x"));
   MOE_RETURN_IF_ERROR(CheckActivation(a.out, "RmsNorm", "out"));
-  if (a.x.cols != a.out.cols || a.x.rows != a.out.rows || 2 * a.x.cols > scratch_per_thread_) {
+  if (a.x.cols != a.out.cols || a.x.rows != a.out.rows ||
+      ops::kRmsNormScratchRows * a.x.cols > scratch_per_thread_) {
     return InvalidArgument("RmsNorm: x [", a.x.rows, ", ", a.x.cols, "] vs out [", a.out.rows,
                            ", ", a.out.cols, "] (or wider than Reserve() allowed)");
   }
@@ -409,7 +410,7 @@ Status CpuBackend::RouterTopK(const RouterTopKArgs& a, Stream) {
   if (a.top_k <= 0 || a.top_k > a.num_experts || a.top_k > 256) {
     return InvalidArgument("RouterTopK: top_k ", a.top_k, " with ", a.num_experts, " experts");
   }
-  if (2 * a.num_experts > scratch_per_thread_) {
+  if (3 * a.num_experts > scratch_per_thread_) {
     return InvalidArgument("RouterTopK: more experts than Reserve() allowed");
   }
   ForRows(a.num_tokens, 16, [&](int64_t b, int64_t e, int thread) {

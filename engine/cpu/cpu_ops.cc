@@ -9,6 +9,17 @@
 namespace moe::engine::cpu::ops {
 namespace {
 
+// FloatToBf16Bits / RoundToBf16 without a branch, so that loops over a row vectorize; the same
+// results bit for bit (round to nearest even; NaN made quiet).
+inline uint32_t Bf16RoundedBits(float f) {
+  const uint32_t u = FloatBits(f);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const uint32_t quiet_nan = (u & 0xffff0000u) | 0x00400000u;
+  return (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+}
+inline float RoundBf16(float f) { return BitsToFloat(Bf16RoundedBits(f)); }
+inline uint16_t Bf16Bits(float f) { return static_cast<uint16_t>(Bf16RoundedBits(f) >> 16); }
+
 // Row r of `v` as floats (exact widening).
 void LoadRowF(const TensorView& v, int64_t r, float* dst) {
   switch (v.dtype) {
@@ -37,7 +48,7 @@ void StoreRowF(const TensorView& v, int64_t r, const float* src) {
       return;
     case DType::kBF16: {
       uint16_t* dst = v.RowAs<uint16_t>(r);
-      for (int64_t c = 0; c < v.cols; ++c) dst[c] = FloatToBf16Bits(src[c]);
+      for (int64_t c = 0; c < v.cols; ++c) dst[c] = Bf16Bits(src[c]);
       return;
     }
     default:
@@ -52,22 +63,61 @@ void StoreRowF(const TensorView& v, int64_t r, const float* src) {
 inline float RoundTo(DType dtype, float v) {
   switch (dtype) {
     case DType::kF32: return v;
-    case DType::kBF16: return RoundToBf16(v);
+    case DType::kBF16: return RoundBf16(v);
     default: return DispatchFloat(dtype, [&](auto tag) { return RoundAs<decltype(tag)>(v); });
   }
 }
 
-// HF RMSNorm of v[0, n) in place, rounding where HF does (as ref::NormalizeInPlace).
-void NormalizeInPlace(float* v, int64_t n, const float* weight, float eps, DType dtype) {
-  float sum_sq = 0.f;
-  for (int64_t i = 0; i < n; ++i) sum_sq += v[i] * v[i];
+// sum_i v_r[i]^2 of `count` (<= kNormBatch) vectors, each summed sequentially in i exactly as
+// ref::NormalizeInPlace does; the vectors' chains are interleaved so that the core runs them in
+// parallel (a single sequential sum is bound by the add latency).
+constexpr int kNormBatch = 8;
+
+template <int N>
+void SumSquaresN(float* const* v, int64_t n, float* sums) {
+  float s[N];
+  for (int r = 0; r < N; ++r) s[r] = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int r = 0; r < N; ++r) s[r] += v[r][i] * v[r][i];
+  }
+  for (int r = 0; r < N; ++r) sums[r] = s[r];
+}
+
+void SumSquares(float* const* v, int count, int64_t n, float* sums) {
+  switch (count) {
+    case 1: SumSquaresN<1>(v, n, sums); break;
+    case 2: SumSquaresN<2>(v, n, sums); break;
+    case 3: SumSquaresN<3>(v, n, sums); break;
+    case 4: SumSquaresN<4>(v, n, sums); break;
+    case 5: SumSquaresN<5>(v, n, sums); break;
+    case 6: SumSquaresN<6>(v, n, sums); break;
+    case 7: SumSquaresN<7>(v, n, sums); break;
+    default: SumSquaresN<8>(v, n, sums); break;
+  }
+}
+
+// HF RMSNorm of v[0, n) in place given sum_i v[i]^2, rounding where HF does (as
+// ref::NormalizeInPlace).
+void NormalizeWithSum(float* v, int64_t n, float sum_sq, const float* weight, float eps,
+                      DType dtype) {
   const float inv = 1.f / std::sqrt(sum_sq / static_cast<float>(n) + eps);
   if (dtype == DType::kF32) {
     for (int64_t i = 0; i < n; ++i) v[i] = weight[i] * (v[i] * inv);
   } else if (dtype == DType::kBF16) {
-    for (int64_t i = 0; i < n; ++i) v[i] = RoundToBf16(weight[i] * RoundToBf16(v[i] * inv));
+    for (int64_t i = 0; i < n; ++i) v[i] = RoundBf16(weight[i] * RoundBf16(v[i] * inv));
   } else {
     for (int64_t i = 0; i < n; ++i) v[i] = RoundTo(dtype, weight[i] * RoundTo(dtype, v[i] * inv));
+  }
+}
+
+// Normalises `count` vectors of n (each its own sum), batched for SumSquares.
+void NormalizeMany(float* const* v, int count, int64_t n, const float* weight, float eps,
+                   DType dtype) {
+  for (int r0 = 0; r0 < count; r0 += kNormBatch) {
+    const int m = std::min(kNormBatch, count - r0);
+    float sums[kNormBatch];
+    SumSquares(v + r0, m, n, sums);
+    for (int r = 0; r < m; ++r) NormalizeWithSum(v[r0 + r], n, sums[r], weight, eps, dtype);
   }
 }
 
@@ -88,7 +138,7 @@ void ConvertRow(const TensorView& src, int64_t src_row, const TensorView& dst, i
   if (src.dtype == DType::kF32 && dst.dtype == DType::kBF16) {
     const float* s = src.RowAs<float>(src_row);
     uint16_t* d = dst.RowAs<uint16_t>(dst_row);
-    for (int64_t c = 0; c < src.cols; ++c) d[c] = FloatToBf16Bits(s[c]);
+    for (int64_t c = 0; c < src.cols; ++c) d[c] = Bf16Bits(s[c]);
     return;
   }
   DispatchFloat(src.dtype, [&](auto in_tag) {
@@ -104,21 +154,28 @@ void ConvertRow(const TensorView& src, int64_t src_row, const TensorView& dst, i
 
 void RmsNormRows(const RmsNormArgs& a, int64_t begin, int64_t end, float* scratch) {
   const int64_t h = a.x.cols;
-  float* v = scratch;
-  float* add = scratch + h;
-  for (int64_t t = begin; t < end; ++t) {
-    LoadRowF(a.x, t, v);
-    if (a.add.data != nullptr) {
-      LoadRowF(a.add, t, add);
-      if (a.x.dtype == DType::kF32) {
-        for (int64_t i = 0; i < h; ++i) v[i] = v[i] + add[i];
-      } else {
-        for (int64_t i = 0; i < h; ++i) v[i] = RoundTo(a.x.dtype, v[i] + add[i]);
+  float* add = scratch;
+  float* rows[kNormBatch];
+  for (int r = 0; r < kNormBatch; ++r) rows[r] = scratch + (r + 1) * h;
+  for (int64_t t0 = begin; t0 < end; t0 += kNormBatch) {
+    const int m = static_cast<int>(std::min<int64_t>(kNormBatch, end - t0));
+    for (int r = 0; r < m; ++r) {
+      float* v = rows[r];
+      LoadRowF(a.x, t0 + r, v);
+      if (a.add.data != nullptr) {
+        LoadRowF(a.add, t0 + r, add);
+        if (a.x.dtype == DType::kF32) {
+          for (int64_t i = 0; i < h; ++i) v[i] = v[i] + add[i];
+        } else if (a.x.dtype == DType::kBF16) {
+          for (int64_t i = 0; i < h; ++i) v[i] = RoundBf16(v[i] + add[i]);
+        } else {
+          for (int64_t i = 0; i < h; ++i) v[i] = RoundTo(a.x.dtype, v[i] + add[i]);
+        }
+        StoreRowF(a.x, t0 + r, v);
       }
-      StoreRowF(a.x, t, v);
     }
-    NormalizeInPlace(v, h, a.weight, a.eps, a.out.dtype);
-    StoreRowF(a.out, t, v);
+    NormalizeMany(rows, m, h, a.weight, a.eps, a.out.dtype);
+    for (int r = 0; r < m; ++r) StoreRowF(a.out, t0 + r, rows[r]);
   }
 }
 
@@ -163,6 +220,7 @@ const float* RopeTable::Row(int32_t position) const {
 
 void QkNormRopeRows(const QkNormRopeArgs& a, const RopeTable& rope, int64_t begin, int64_t end,
                     float* scratch) {
+  constexpr int kMaxHeads = 64;
   const int d = a.head_dim;
   const int half = d / 2;
   float* v = scratch;
@@ -171,11 +229,15 @@ void QkNormRopeRows(const QkNormRopeArgs& a, const RopeTable& rope, int64_t begi
                      const float* cs) {
     LoadRowF(m, t, v);
     if (a.norm == model::QkNormKind::kPerHead) {
-      for (int h = 0; h < num_heads; ++h) {
-        NormalizeInPlace(v + h * d, d, norm_weight, a.eps, m.dtype);
+      float* heads[kMaxHeads];
+      for (int h0 = 0; h0 < num_heads; h0 += kMaxHeads) {
+        const int nh = std::min(kMaxHeads, num_heads - h0);
+        for (int h = 0; h < nh; ++h) heads[h] = v + (h0 + h) * d;
+        NormalizeMany(heads, nh, d, norm_weight, a.eps, m.dtype);
       }
     } else if (a.norm == model::QkNormKind::kFull) {
-      NormalizeInPlace(v, static_cast<int64_t>(num_heads) * d, norm_weight, a.eps, m.dtype);
+      float* whole[1] = {v};
+      NormalizeMany(whole, 1, static_cast<int64_t>(num_heads) * d, norm_weight, a.eps, m.dtype);
     }
     for (int h = 0; h < num_heads; ++h) {
       float* x = v + h * d;
@@ -215,20 +277,22 @@ void RouterTopKRows(const RouterTopKArgs& a, int64_t begin, int64_t end, float* 
   const int k = a.top_k;
   float* logits = scratch;
   float* probs = scratch + e_count;
+  float* taken = scratch + 2 * e_count;
   int order[256];
   MOE_CHECK(k <= 256) << "top_k above 256";
   for (int64_t t = begin; t < end; ++t) {
     LoadRowF(a.logits, t, logits);
-    // The first k of a stable descending sort by logit (ties to the lower expert id).
+    // The first k of a stable descending sort by logit (ties to the lower expert id): k
+    // selection passes, each taking the first maximum among the experts not yet taken.
+    for (int e = 0; e < e_count; ++e) taken[e] = 0.f;
     for (int j = 0; j < k; ++j) {
       int best = -1;
       for (int e = 0; e < e_count; ++e) {
-        bool taken = false;
-        for (int i = 0; i < j; ++i) taken |= order[i] == e;
-        if (taken) continue;
+        if (taken[e] != 0.f) continue;
         if (best < 0 || logits[e] > logits[best]) best = e;
       }
       order[j] = best;
+      taken[best] = 1.f;
     }
     int32_t* ids = a.expert_ids + t * k;
     float* weights = a.expert_weights + t * k;

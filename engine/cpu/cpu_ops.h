@@ -14,7 +14,9 @@
 
 namespace moe::engine::cpu::ops {
 
-// RmsNorm (+ fused residual add) of rows [begin, end). `scratch` holds 2 * H floats.
+// RmsNorm (+ fused residual add) of rows [begin, end). `scratch` holds kRmsNormScratchRows * H
+// floats.
+inline constexpr int kRmsNormScratchRows = 9;
 void RmsNormRows(const RmsNormArgs& args, int64_t begin, int64_t end, float* scratch);
 
 // cos/sin of NeoX RoPE for positions [0, max_positions): table[p][i] = (cos, sin) of
@@ -42,7 +44,7 @@ class RopeTable {
 void QkNormRopeRows(const QkNormRopeArgs& args, const RopeTable& rope, int64_t begin,
                     int64_t end, float* scratch);
 
-// RouterTopK of tokens [begin, end). `scratch` holds 2 * num_experts floats.
+// RouterTopK of tokens [begin, end). `scratch` holds 3 * num_experts floats.
 void RouterTopKRows(const RouterTopKArgs& args, int64_t begin, int64_t end, float* scratch);
 
 // Permute in two phases: the counting sort and row maps (sequential, O(T k + E)); then the row

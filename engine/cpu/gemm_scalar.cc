@@ -122,7 +122,7 @@ GemmKernel GemmKernelFor(CpuIsa isa) {
 
 int GemmTileRows(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512Bf16: return 4;
+    case CpuIsa::kAvx512Bf16: return 6;
     case CpuIsa::kAvx2: return 2;
     default: return 1;
   }

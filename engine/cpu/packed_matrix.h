@@ -45,7 +45,7 @@ struct PackedMatrix {
 // The packed dtype for sources of these dtypes: BF16 when all are BF16, else F32.
 DType PackedDTypeFor(const std::vector<const model::TensorEntry*>& sources);
 
-// Bytes PackRows / PackGateUp will write for a matrix of `rows` x `cols`.
+// Bytes of a packed matrix of `rows` x `cols` (rows padded to whole blocks).
 size_t PackedBytes(DType dtype, int64_t rows, int64_t cols);
 
 // The rows of a matrix to pack: output column n of W comes from `row[n]` (K elements of

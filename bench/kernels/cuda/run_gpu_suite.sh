@@ -22,7 +22,7 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 build_dir="${BUILD_DIR:-$repo/build-cuda}"
-targets=(cuda_index_math_test cuda_kernels_test moe_kernels_bench)
+targets=(cuda_index_math_test cuda_kernels_test moe_kernels_bench cuda_backend_test)
 
 mode=run
 bundle=""

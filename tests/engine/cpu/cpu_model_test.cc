@@ -105,7 +105,9 @@ TEST_P(CpuModelTest, F32LogitsMatchReference) {
     }
     EXPECT_LE(max_diff, 1e-4f * max_abs) << "position " << p;
   }
-  if (GetParam() == CpuIsa::kScalar) EXPECT_EQ(got, want) << "scalar path is bit-exact";
+  if (GetParam() == CpuIsa::kScalar) {
+    EXPECT_EQ(got, want) << "scalar path is bit-exact";
+  }
 }
 
 TEST_P(CpuModelTest, GreedyTokensMatchReference) {
