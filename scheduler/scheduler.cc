@@ -183,6 +183,7 @@ const std::vector<uint64_t>& Scheduler::FullBlockHashes(Sequence* s, int num_ful
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   plan.step = step_ + 1;
+  plan.scheduled_ns = MonotonicNanos();
   PlanBlocks blocks(pool_, plan_delta_, plan_claimed_, plan_dirty_);
   const int bs = config_.block_size;
   int budget = config_.max_num_batched_tokens;
@@ -430,7 +431,8 @@ std::vector<SequenceOutput> Scheduler::Update(const StepPlan& plan, const StepRe
       s->status = batching::SequenceStatus::kRunning;
       InsertRunning(s);
       if (s->first_scheduled_ns == 0) {
-        s->first_scheduled_ns = now;
+        // When its first step was planned (the step's compute follows), not when it committed.
+        s->first_scheduled_ns = plan.scheduled_ns > 0 ? plan.scheduled_ns : now;
         s->num_cached_tokens = ss.start;
         pool_.RecordLookup(s->num_prompt_tokens, ss.start);
       }

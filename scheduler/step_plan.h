@@ -26,6 +26,7 @@ struct ScheduledSeq {
 
 struct StepPlan {
   uint64_t step = 0;
+  int64_t scheduled_ns = 0;  // monotonic time the plan was made (a request's first-scheduled time)
   // Batch order: decodes first, then prefill chunks (continuing ones, then admissions).
   std::vector<ScheduledSeq> seqs;
   // Running sequences preempted by recompute: their blocks are released and they wait again.
