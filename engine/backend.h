@@ -91,6 +91,20 @@ struct ExpertsSource {
   std::vector<const model::TensorEntry*> down;  // [E] of [H, F]
 };
 
+// The checks every backend's packing starts with (backend.cc): matrix shapes that agree, bias
+// lengths that match their row blocks, float dtypes. Errors name the tensor and its file.
+struct LinearShape {
+  int64_t rows = 0;  // out_features: the row blocks' rows summed
+  int64_t cols = 0;  // in_features
+};
+StatusOr<LinearShape> CheckLinearSource(const LinearSource& source);
+struct ExpertsShape {
+  int num_experts = 0;
+  int64_t hidden = 0;        // H
+  int64_t intermediate = 0;  // F
+};
+StatusOr<ExpertsShape> CheckExpertsSource(const ExpertsSource& source);
+
 // Upper bounds for one step, fixed at start-up; Reserve() sizes all scratch from them.
 struct BackendLimits {
   int max_tokens = 0;          // tokens in one forward call

@@ -4,17 +4,11 @@
 #include <cmath>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/logging.h"
 
 namespace moe::engine {
 namespace {
-
-uint64_t SplitMix(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Wall-clock time of a monotonic timestamp of the same request.
 int64_t ToWall(const batching::Sequence& s, int64_t mono_ns) {
@@ -144,7 +138,7 @@ void EngineLoop::DrainInbox() {
     terminations.swap(terminations_);
   }
   for (Pending& p : inbox) {
-    if (!p.request.sampling.seed) p.request.sampling.seed = SplitMix(seed_state_);
+    if (!p.request.sampling.seed) p.request.sampling.seed = SplitMix64(&seed_state_);
     const batching::RequestId id = p.request.id;
     Status status = scheduler_.Add(std::move(p.request));
     if (!status.ok()) {

@@ -6,15 +6,10 @@
 #include <numeric>
 
 #include "core/check.h"
+#include "core/hash.h"
 
 namespace moe::engine {
 namespace {
-
-inline uint64_t Mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Descending probability, ties to the lower token id: one total order for every sort here.
 struct ByProbability {

@@ -322,7 +322,7 @@ bool ModelConfig::IsMoeLayer(int layer) const {
   return (layer + 1) % decoder_sparse_step == 0;
 }
 
-int64_t ModelConfig::TotalParameters() const {
+int64_t ModelConfig::CountParameters(int experts_counted) const {
   const int64_t h = hidden_size;
   int64_t total = static_cast<int64_t>(vocab_size) * h * (tie_word_embeddings ? 1 : 2) + h;
   for (int layer = 0; layer < num_layers; ++layer) {
@@ -331,8 +331,9 @@ int64_t ModelConfig::TotalParameters() const {
     if (qk_norm == QkNormKind::kPerHead) total += 2 * head_dim;
     if (qk_norm == QkNormKind::kFull) total += q_size() + kv_size();
     if (IsMoeLayer(layer)) {
+      // The router sees every expert; only `experts_counted` experts' weights are counted.
       total += static_cast<int64_t>(num_experts) * h +
-               static_cast<int64_t>(num_experts) * 3 * h * moe_intermediate_size;
+               static_cast<int64_t>(experts_counted) * 3 * h * moe_intermediate_size;
       if (shared_expert_intermediate_size > 0) {
         total += 3 * h * shared_expert_intermediate_size + h;
       }
@@ -343,26 +344,9 @@ int64_t ModelConfig::TotalParameters() const {
   return total;
 }
 
-int64_t ModelConfig::ActiveParameters() const {
-  const int64_t h = hidden_size;
-  int64_t total = static_cast<int64_t>(vocab_size) * h * (tie_word_embeddings ? 1 : 2) + h;
-  for (int layer = 0; layer < num_layers; ++layer) {
-    total += h * (q_size() + 2 * kv_size()) + q_size() * h + 2 * h;
-    if (qkv_bias) total += q_size() + 2 * kv_size();
-    if (qk_norm == QkNormKind::kPerHead) total += 2 * head_dim;
-    if (qk_norm == QkNormKind::kFull) total += q_size() + kv_size();
-    if (IsMoeLayer(layer)) {
-      total += static_cast<int64_t>(num_experts) * h +
-               static_cast<int64_t>(num_experts_per_tok) * 3 * h * moe_intermediate_size;
-      if (shared_expert_intermediate_size > 0) {
-        total += 3 * h * shared_expert_intermediate_size + h;
-      }
-    } else {
-      total += 3 * h * intermediate_size;
-    }
-  }
-  return total;
-}
+int64_t ModelConfig::TotalParameters() const { return CountParameters(num_experts); }
+
+int64_t ModelConfig::ActiveParameters() const { return CountParameters(num_experts_per_tok); }
 
 std::ostream& operator<<(std::ostream& os, const ModelConfig& c) {
   return os << ModelArchName(c.arch) << "{hidden=" << c.hidden_size << " layers=" << c.num_layers

@@ -82,6 +82,8 @@ struct ModelConfig {
   int64_t TotalParameters() const;
   // Parameters touched per token (k of E experts).
   int64_t ActiveParameters() const;
+  // Parameters with `experts_counted` experts per MoE layer.
+  int64_t CountParameters(int experts_counted) const;
 };
 
 std::ostream& operator<<(std::ostream& os, const ModelConfig& config);

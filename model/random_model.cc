@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bf16.h"
+#include "core/hash.h"
 #include "core/logging.h"
 #include "core/thread_pool.h"
 #include "model/embedded_tokenizer_files.h"
@@ -31,15 +32,9 @@ ModelConfig BaseQwen3() {
   return c;
 }
 
-// SplitMix64 finaliser: a counter-based generator, so any element can be drawn independently.
-inline uint64_t Mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 inline uint64_t Draw(uint64_t seed, uint64_t stream, uint64_t index) {
-  return Mix(seed * 0x9e3779b97f4a7c15ULL + Mix(stream + 0x632be59bd9b4e019ULL) + index);
+  return Mix64(seed * 0x9e3779b97f4a7c15ULL + Mix64(stream + 0x632be59bd9b4e019ULL) + index);
 }
 
 // Inverse of the standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9).

@@ -3,21 +3,15 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "core/hash.h"
 
 namespace moe::scheduler {
-namespace {
-
-inline uint64_t Mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 BlockHash HashBlock(BlockHash parent, std::span<const int32_t> tokens) {
   uint64_t h = Mix64(parent ^ 0x9e3779b97f4a7c15ULL);
-  for (int32_t t : tokens) h = Mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(t)) + 0x632be59bd9b4e019ULL));
+  for (int32_t t : tokens) {
+    h = Mix64(h ^ (static_cast<uint64_t>(static_cast<uint32_t>(t)) + 0x632be59bd9b4e019ULL));
+  }
   return Mix64(h + tokens.size());
 }
 

@@ -14,17 +14,6 @@
 namespace moe::cuda {
 namespace {
 
-int64_t Rows(const model::TensorEntry& t) { return t.shape.empty() ? 1 : t.shape[0]; }
-int64_t Cols(const model::TensorEntry& t) { return t.shape.size() < 2 ? 1 : t.shape[1]; }
-
-Status CheckMatrix(const model::TensorEntry& t, int64_t cols, const char* what) {
-  if (t.shape.size() != 2 || t.shape[1] != cols) {
-    return InvalidArgument(t.file, ": tensor '", t.name, "' has shape ", t.ShapeString(), "; ",
-                           what, " needs [rows, ", cols, "]");
-  }
-  return OkStatus();
-}
-
 Status CheckFloat(const model::TensorEntry& t) {
   if (t.dtype != DType::kF32 && t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
     return InvalidArgument(t.file, ": tensor '", t.name, "' has dtype ", DTypeName(t.dtype),
@@ -114,18 +103,9 @@ Status ConvertToF32(const model::TensorEntry& t, float* out) {
 }
 
 StatusOr<std::unique_ptr<CudaLinear>> PackCudaLinear(const engine::LinearSource& source) {
-  if (source.row_blocks.empty()) return InvalidArgument("PackLinear: no row blocks");
-  if (!source.biases.empty() && source.biases.size() != source.row_blocks.size()) {
-    return InvalidArgument("PackLinear: ", source.biases.size(), " biases for ",
-                           source.row_blocks.size(), " row blocks");
-  }
-  const int64_t cols = Cols(*source.row_blocks[0]);
-  int64_t rows = 0;
-  for (const model::TensorEntry* t : source.row_blocks) {
-    MOE_RETURN_IF_ERROR(CheckMatrix(*t, cols, "a linear layer"));
-    MOE_RETURN_IF_ERROR(CheckFloat(*t));
-    rows += Rows(*t);
-  }
+  MOE_ASSIGN_OR_RETURN(const engine::LinearShape shape, engine::CheckLinearSource(source));
+  const int64_t rows = shape.rows;
+  const int64_t cols = shape.cols;
   auto packed = std::make_unique<CudaLinear>();
   MOE_ASSIGN_OR_RETURN(packed->storage,
                        DeviceAllocation::Create(static_cast<size_t>(rows * cols) * sizeof(Bf16),
@@ -141,12 +121,7 @@ StatusOr<std::unique_ptr<CudaLinear>> PackCudaLinear(const engine::LinearSource&
   if (!source.biases.empty()) {
     std::vector<float> bias(static_cast<size_t>(rows));
     int64_t at = 0;
-    for (size_t i = 0; i < source.biases.size(); ++i) {
-      const model::TensorEntry* b = source.biases[i];
-      if (b->NumElements() != Rows(*source.row_blocks[i])) {
-        return InvalidArgument(b->file, ": bias '", b->name, "' has ", b->NumElements(),
-                               " elements for ", Rows(*source.row_blocks[i]), " rows");
-      }
+    for (const model::TensorEntry* b : source.biases) {
       MOE_RETURN_IF_ERROR(ConvertToF32(*b, bias.data() + at));
       at += b->NumElements();
     }
@@ -163,28 +138,15 @@ StatusOr<std::unique_ptr<CudaLinear>> PackCudaLinear(const engine::LinearSource&
 }
 
 StatusOr<std::unique_ptr<CudaExperts>> PackCudaExperts(const engine::ExpertsSource& source) {
-  const size_t num_experts = source.gate.size();
-  if (num_experts == 0 || source.up.size() != num_experts || source.down.size() != num_experts) {
-    return InvalidArgument("PackExperts: gate/up/down lists must be non-empty and equal in size");
-  }
-  const int64_t f = Rows(*source.gate[0]);
-  const int64_t h = Cols(*source.gate[0]);
+  MOE_ASSIGN_OR_RETURN(const engine::ExpertsShape shape, engine::CheckExpertsSource(source));
+  const size_t num_experts = static_cast<size_t>(shape.num_experts);
+  const int64_t f = shape.intermediate;
+  const int64_t h = shape.hidden;
   if (f % kGateUpInterleave != 0) {
     return InvalidArgument(
         "PackExperts: the CUDA backend needs the expert intermediate size to "
         "be a multiple of ",
         kGateUpInterleave, "; '", source.gate[0]->name, "' has ", f, " rows");
-  }
-  for (size_t e = 0; e < num_experts; ++e) {
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.gate[e], h, "an expert gate projection"));
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.up[e], h, "an expert up projection"));
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.down[e], f, "an expert down projection"));
-    if (Rows(*source.gate[e]) != f || Rows(*source.up[e]) != f || Rows(*source.down[e]) != h) {
-      return InvalidArgument("PackExperts: expert ", e, " shapes differ from expert 0");
-    }
-    MOE_RETURN_IF_ERROR(CheckFloat(*source.gate[e]));
-    MOE_RETURN_IF_ERROR(CheckFloat(*source.up[e]));
-    MOE_RETURN_IF_ERROR(CheckFloat(*source.down[e]));
   }
   const size_t matrix = static_cast<size_t>(f * h);
   auto packed = std::make_unique<CudaExperts>();

@@ -15,17 +15,6 @@ constexpr int64_t kGemmRowChunk = 64;
 // Row-wise ops go parallel from this many rows (below it, waking threads costs more).
 constexpr int64_t kParallelRows = 32;
 
-int64_t Rows(const model::TensorEntry& t) { return t.shape.empty() ? 1 : t.shape[0]; }
-int64_t Cols(const model::TensorEntry& t) { return t.shape.size() < 2 ? 1 : t.shape[1]; }
-
-Status CheckMatrix(const model::TensorEntry& t, int64_t cols, const char* what) {
-  if (t.shape.size() != 2 || t.shape[1] != cols) {
-    return InvalidArgument(t.file, ": tensor '", t.name, "' has shape ", t.ShapeString(), "; ",
-                           what, " needs [rows, ", cols, "]");
-  }
-  return OkStatus();
-}
-
 bool IsActivationDType(DType d) { return d == DType::kF32 || d == DType::kBF16; }
 
 Status CheckActivation(const TensorView& v, const char* op, const char* name) {
@@ -158,17 +147,9 @@ Status CpuBackend::Reserve(const BackendLimits& limits) {
 // Weights.
 
 StatusOr<std::unique_ptr<PackedLinear>> CpuBackend::PackLinear(const LinearSource& source) {
-  if (source.row_blocks.empty()) return InvalidArgument("PackLinear: no row blocks");
-  if (!source.biases.empty() && source.biases.size() != source.row_blocks.size()) {
-    return InvalidArgument("PackLinear: ", source.biases.size(), " biases for ",
-                           source.row_blocks.size(), " row blocks");
-  }
-  const int64_t cols = Cols(*source.row_blocks[0]);
-  int64_t rows = 0;
-  for (const model::TensorEntry* t : source.row_blocks) {
-    MOE_RETURN_IF_ERROR(CheckMatrix(*t, cols, "a linear layer"));
-    rows += Rows(*t);
-  }
+  MOE_ASSIGN_OR_RETURN(const LinearShape shape, CheckLinearSource(source));
+  const int64_t rows = shape.rows;
+  const int64_t cols = shape.cols;
   auto packed = std::make_unique<CpuLinear>();
   const DType dtype = PackedDTypeFor(source.row_blocks);
   const PackSource pack = PackSource::Rows(source.row_blocks);
@@ -179,12 +160,7 @@ StatusOr<std::unique_ptr<PackedLinear>> CpuBackend::PackLinear(const LinearSourc
   if (!source.biases.empty()) {
     packed->bias.resize(rows);
     int64_t at = 0;
-    for (size_t i = 0; i < source.biases.size(); ++i) {
-      const model::TensorEntry* b = source.biases[i];
-      if (b->NumElements() != Rows(*source.row_blocks[i])) {
-        return InvalidArgument(b->file, ": bias '", b->name, "' has ", b->NumElements(),
-                               " elements for ", Rows(*source.row_blocks[i]), " rows");
-      }
+    for (const model::TensorEntry* b : source.biases) {
       CopyConvert({b}, DType::kF32, packed->bias.data() + at);
       at += b->NumElements();
     }
@@ -197,20 +173,12 @@ StatusOr<std::unique_ptr<PackedLinear>> CpuBackend::PackLinear(const LinearSourc
 }
 
 StatusOr<std::unique_ptr<PackedExperts>> CpuBackend::PackExperts(const ExpertsSource& source) {
-  const size_t num_experts = source.gate.size();
-  if (num_experts == 0 || source.up.size() != num_experts || source.down.size() != num_experts) {
-    return InvalidArgument("PackExperts: gate/up/down lists must be non-empty and equal in size");
-  }
-  const int64_t f = Rows(*source.gate[0]);
-  const int64_t h = Cols(*source.gate[0]);
+  MOE_ASSIGN_OR_RETURN(const ExpertsShape shape, CheckExpertsSource(source));
+  const size_t num_experts = static_cast<size_t>(shape.num_experts);
+  const int64_t f = shape.intermediate;
+  const int64_t h = shape.hidden;
   std::vector<const model::TensorEntry*> all;
   for (size_t e = 0; e < num_experts; ++e) {
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.gate[e], h, "an expert gate projection"));
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.up[e], h, "an expert up projection"));
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.down[e], f, "an expert down projection"));
-    if (Rows(*source.gate[e]) != f || Rows(*source.up[e]) != f || Rows(*source.down[e]) != h) {
-      return InvalidArgument("PackExperts: expert ", e, " shapes differ from expert 0");
-    }
     all.push_back(source.gate[e]);
     all.push_back(source.up[e]);
     all.push_back(source.down[e]);
