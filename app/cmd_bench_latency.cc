@@ -44,7 +44,7 @@ struct BenchLatencyOptions {
 struct IterationResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;
-  double decode_bytes = 0;     // memory-roofline bytes over all decode steps
+  double decode_bytes = 0;  // memory-roofline bytes over all decode steps
   double prefill_flops = 0;
   int decode_steps = 0;
   double distinct_experts = 0;  // per MoE layer, averaged over decode steps
@@ -68,10 +68,10 @@ int64_t ResidentBytes() {
 // Bytes and FLOPs of the model's parts, from its config and packed size.
 struct ModelCost {
   double bytes_per_weight = 2;
-  double attn_bytes = 0;     // one layer's qkv + o
-  double router_bytes = 0;   // one MoE layer
-  double expert_bytes = 0;   // one expert
-  double dense_bytes = 0;    // one dense MLP layer (+ shared expert of a MoE layer)
+  double attn_bytes = 0;    // one layer's qkv + o
+  double router_bytes = 0;  // one MoE layer
+  double expert_bytes = 0;  // one expert
+  double dense_bytes = 0;   // one dense MLP layer (+ shared expert of a MoE layer)
   double lm_head_bytes = 0;
   double kv_bytes_per_position = 0;  // all layers, K and V
 
@@ -85,8 +85,8 @@ struct ModelCost {
     expert_bytes = bytes_per_weight * 3 * h * c.moe_intermediate_size;
     dense_bytes = bytes_per_weight * 3 * h * c.intermediate_size;
     lm_head_bytes = bytes_per_weight * h * c.vocab_size;
-    kv_bytes_per_position = 2.0 * c.num_layers * c.kv_size() *
-                            DTypeSize(m.runtime().activation_dtype);
+    kv_bytes_per_position =
+        2.0 * c.num_layers * c.kv_size() * DTypeSize(m.runtime().activation_dtype);
   }
 };
 
@@ -133,8 +133,7 @@ StatusOr<IterationResult> RunIteration(ModelSession& session, const BenchLatency
     std::vector<int> logit_seqs;
     while (seq < b && batch.num_tokens() < step_tokens) {
       const int n = std::min(o.input_len - done, step_tokens - batch.num_tokens());
-      const std::vector<int32_t> part(prompts[seq].begin() + done,
-                                      prompts[seq].begin() + done + n);
+      const std::vector<int32_t> part(prompts[seq].begin() + done, prompts[seq].begin() + done + n);
       const bool last = done + n == o.input_len;
       MOE_RETURN_IF_ERROR(batch.AddSequence(part, done, tables[seq], last ? n - 1 : n));
       if (last) logit_seqs.push_back(seq);
@@ -180,7 +179,8 @@ StatusOr<IterationResult> RunIteration(ModelSession& session, const BenchLatency
       MOE_RETURN_IF_ERROR(batch.AddSequence({&token, 1}, pos, tables[s], 0));
     }
     MOE_RETURN_IF_ERROR(model.Forward(batch, *session.cache, logits.data(), &trace));
-    for (int s = 0; s < b; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * vocab, vocab);
+    for (int s = 0; s < b; ++s)
+      next[s] = Argmax(logits.data() + static_cast<size_t>(s) * vocab, vocab);
     // Memory roofline bytes of this step.
     double bytes = cost.lm_head_bytes + cost.kv_bytes_per_position * b * (pos + 1);
     for (int l = 0; l < c.num_layers; ++l) {
@@ -220,20 +220,17 @@ Status RunBenchLatency(const BenchLatencyOptions& o) {
   }
   SessionLimits limits;
   limits.max_seqs = o.batch_size;
-  limits.max_tokens =
-      std::max(o.batch_size, static_cast<int>(std::min<int64_t>(
-                                 static_cast<int64_t>(o.batch_size) * o.input_len,
-                                 o.max_step_tokens)));
+  limits.max_tokens = std::max(
+      o.batch_size, static_cast<int>(std::min<int64_t>(
+                        static_cast<int64_t>(o.batch_size) * o.input_len, o.max_step_tokens)));
   engine::KvCacheConfig kv;
   kv.num_layers = config.num_layers;
   kv.kv_heads = config.num_kv_heads;
   kv.head_dim = config.head_dim;
   kv.block_size = limits.block_size;
   kv.dtype = runtime.activations == "f32" ? DType::kF32 : DType::kBF16;
-  const int64_t blocks_per_seq =
-      (runtime.max_context + limits.block_size - 1) / limits.block_size;
-  limits.kv_cache_bytes =
-      static_cast<int64_t>(kv.BytesPerBlock()) * blocks_per_seq * o.batch_size;
+  const int64_t blocks_per_seq = (runtime.max_context + limits.block_size - 1) / limits.block_size;
+  limits.kv_cache_bytes = static_cast<int64_t>(kv.BytesPerBlock()) * blocks_per_seq * o.batch_size;
   MOE_ASSIGN_OR_RETURN(auto session, OpenSession(runtime, limits));
   const int64_t rss_loaded = ResidentBytes();
 
@@ -364,8 +361,8 @@ Status RunBenchLatency(const BenchLatencyOptions& o) {
   j["workspace_bytes"] = session->model->workspace_bytes();
   j["resident_bytes_after_load"] = rss_loaded;
   j["resident_bytes_end"] = rss_end;
-  const double budget = static_cast<double>(session->model->packed_weight_bytes() +
-                                            session->cache->TotalBytes());
+  const double budget =
+      static_cast<double>(session->model->packed_weight_bytes() + session->cache->TotalBytes());
   j["resident_over_weights_plus_kv"] = budget > 0 ? rss_end / budget : 0;
 
   std::cout << j.dump(2) << "\n";

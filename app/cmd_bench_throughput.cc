@@ -94,10 +94,10 @@ Status RunBenchThroughput(const BenchThroughputOptions& o) {
   j["max_num_batched_tokens"] = engine->scheduler.max_num_batched_tokens;
   j["engine_steps"] = stats.total_steps;
   j["preemptions"] = stats.total_preemptions;
-  std::cout << "Throughput: " << o.num_prompts / elapsed << " requests/s, " << total_tokens / elapsed
-            << " total tokens/s, " << output_tokens / elapsed << " output tokens/s ("
-            << o.num_prompts << " requests, " << elapsed << " s, " << stats.total_steps
-            << " steps)\n";
+  std::cout << "Throughput: " << o.num_prompts / elapsed << " requests/s, "
+            << total_tokens / elapsed << " total tokens/s, " << output_tokens / elapsed
+            << " output tokens/s (" << o.num_prompts << " requests, " << elapsed << " s, "
+            << stats.total_steps << " steps)\n";
   if (!o.json.empty()) {
     std::ofstream out(o.json);
     out << j.dump(2) << "\n";

@@ -105,9 +105,9 @@ Status RunGenerate(const RunOptions& o) {
 
 Action RegisterRun(CLI::App& app) {
   auto options = std::make_shared<RunOptions>();
-  CLI::App* cmd =
-      app.add_subcommand("run", "Generate for one prompt through the engine; prints token ids "
-                                "(and the text, for a --prompt)");
+  CLI::App* cmd = app.add_subcommand("run",
+                                     "Generate for one prompt through the engine; prints token ids "
+                                     "(and the text, for a --prompt)");
   options->runtime.Register(*cmd);
   options->scheduler.Register(*cmd);
   cmd->add_option("--prompt-tokens", options->prompt_tokens, "comma-separated prompt token ids");

@@ -155,8 +155,8 @@ Status Serve(ServeOptions o) {
   }
   server->SetReady();
   MOE_LOG(INFO) << "serving " << o.server.served_model_name << " ("
-                << (tokenizer ? "text and token ids" : "token ids only") << ") on "
-                << o.server.host << ":" << server->port();
+                << (tokenizer ? "text and token ids" : "token ids only") << ") on " << o.server.host
+                << ":" << server->port();
   // Tests and scripts read the bound port from this line.
   std::cout << "listening on " << o.server.host << ":" << server->port() << std::endl;
 

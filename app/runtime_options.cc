@@ -44,12 +44,9 @@ void SchedulerOptions::Register(CLI::App& cmd) {
   cmd.add_option("--max-long-partial-prefills", max_long_partial_prefills,
                  "long prefills advancing per step")
       ->check(CLI::PositiveNumber);
-  cmd.add_option("--max-waiting", max_waiting, "bounded waiting queue")
-      ->check(CLI::PositiveNumber);
-  cmd.add_option("--policy", policy, "fcfs | priority")
-      ->check(CLI::IsMember({"fcfs", "priority"}));
-  cmd.add_option("--block-size", block_size, "KV block size in tokens")
-      ->check(CLI::PositiveNumber);
+  cmd.add_option("--max-waiting", max_waiting, "bounded waiting queue")->check(CLI::PositiveNumber);
+  cmd.add_option("--policy", policy, "fcfs | priority")->check(CLI::IsMember({"fcfs", "priority"}));
+  cmd.add_option("--block-size", block_size, "KV block size in tokens")->check(CLI::PositiveNumber);
   cmd.add_option("--kv-cache-bytes", kv_cache_bytes, "KV cache size (0 = --kv-cache-fraction)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--kv-cache-fraction", kv_cache_fraction,
@@ -108,9 +105,8 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   runtime.max_seqs = limits.max_seqs;
   runtime.max_logit_rows = limits.max_logit_rows > 0 ? limits.max_logit_rows : limits.max_seqs;
   runtime.block_size = limits.block_size;
-  runtime.max_context = options.max_context > 0
-                            ? options.max_context
-                            : std::min(config.max_position_embeddings, 4096);
+  runtime.max_context = options.max_context > 0 ? options.max_context
+                                                : std::min(config.max_position_embeddings, 4096);
   if (runtime.max_context > config.max_position_embeddings) {
     return InvalidArgument("--max-context ", runtime.max_context,
                            " exceeds the model's max_position_embeddings ",
@@ -132,8 +128,8 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   if (bytes == 0 && limits.kv_cache_fraction > 0) {
     bytes = static_cast<int64_t>(AvailableMemoryBytes() * limits.kv_cache_fraction);
     // No point in more than every sequence at full context, twice over (for the prefix cache).
-    bytes = std::min<int64_t>(bytes, static_cast<int64_t>(kv.BytesPerBlock()) * blocks_per_seq *
-                                         limits.max_seqs * 2);
+    bytes = std::min<int64_t>(
+        bytes, static_cast<int64_t>(kv.BytesPerBlock()) * blocks_per_seq * limits.max_seqs * 2);
   }
   kv.num_blocks = bytes > 0 ? static_cast<int>(bytes / kv.BytesPerBlock())
                             : blocks_per_seq * std::min(limits.max_seqs, 4);
@@ -144,8 +140,8 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   MOE_ASSIGN_OR_RETURN(session->cache, engine::KvCache::Create(session->backend.get(), kv));
   MOE_LOG(INFO) << "loaded " << config << " on " << session->backend->Name() << ": "
                 << session->model->packed_weight_bytes() / (1 << 20) << " MiB packed weights, "
-                << session->cache->TotalBytes() / (1 << 20) << " MiB KV cache ("
-                << kv.num_blocks << " blocks of " << kv.block_size << "), "
+                << session->cache->TotalBytes() / (1 << 20) << " MiB KV cache (" << kv.num_blocks
+                << " blocks of " << kv.block_size << "), "
                 << session->model->workspace_bytes() / (1 << 20) << " MiB workspace";
   return session;
 }
@@ -184,20 +180,18 @@ StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtim
   if (runtime.backend == "null") {
     // Only the config is read: no weights, no KV memory.
     MOE_ASSIGN_OR_RETURN(es->config, model::ModelConfig::FromDirectory(runtime.model_dir));
-    es->max_context = runtime.max_context > 0
-                          ? runtime.max_context
-                          : std::min(es->config.max_position_embeddings, 4096);
+    es->max_context = runtime.max_context > 0 ? runtime.max_context
+                                              : std::min(es->config.max_position_embeddings, 4096);
     es->backend_name = "null";
     const int blocks_per_seq = (es->max_context + o.block_size - 1) / o.block_size;
     es->scheduler = MakeSchedulerConfig(o, es->max_context, blocks_per_seq * o.max_num_seqs);
-    const int first_token = es->config.eos_token_ids.empty()
-                                ? 0
-                                : *std::max_element(es->config.eos_token_ids.begin(),
-                                                    es->config.eos_token_ids.end()) + 1;
-    runner = std::make_unique<engine::NullStepRunner>(es->config.vocab_size,
-                                                      first_token < es->config.vocab_size
-                                                          ? first_token
-                                                          : 0);
+    const int first_token =
+        es->config.eos_token_ids.empty()
+            ? 0
+            : *std::max_element(es->config.eos_token_ids.begin(), es->config.eos_token_ids.end()) +
+                  1;
+    runner = std::make_unique<engine::NullStepRunner>(
+        es->config.vocab_size, first_token < es->config.vocab_size ? first_token : 0);
   } else {
     SessionLimits limits;
     limits.max_tokens = o.max_num_batched_tokens;
@@ -210,11 +204,12 @@ StatusOr<std::unique_ptr<EngineSession>> OpenEngine(const RuntimeOptions& runtim
     es->config = model.config();
     es->max_context = model.runtime().max_context;
     es->backend_name = es->session->backend->Name();
-    es->scheduler = MakeSchedulerConfig(o, es->max_context, es->session->cache->config().num_blocks);
+    es->scheduler =
+        MakeSchedulerConfig(o, es->max_context, es->session->cache->config().num_blocks);
     engine::ExecutorOptions eo;
     eo.collect_routing = o.collect_routing;
-    runner = std::make_unique<engine::Executor>(es->session->model.get(),
-                                                es->session->cache.get(), eo);
+    runner =
+        std::make_unique<engine::Executor>(es->session->model.get(), es->session->cache.get(), eo);
   }
   MOE_RETURN_IF_ERROR(es->scheduler.Validate());
   engine::EngineConfig ec;

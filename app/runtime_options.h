@@ -19,13 +19,13 @@ namespace moe::app {
 // Model and backend flags.
 struct RuntimeOptions {
   std::string model_dir;
-  std::string backend = "auto";      // auto | cpu | reference | null (zero-cost, no model)
-  std::string activations = "bf16";  // f32 | bf16
-  std::string isa = "auto";          // CPU backend kernels: auto | avx512bf16 | avx2 | scalar
-  int threads = 0;                   // 0 = physical cores
-  bool deterministic = false;        // CUDA: batch-invariant kernels (the CPU always is)
+  std::string backend = "auto";         // auto | cpu | reference | null (zero-cost, no model)
+  std::string activations = "bf16";     // f32 | bf16
+  std::string isa = "auto";             // CPU backend kernels: auto | avx512bf16 | avx2 | scalar
+  int threads = 0;                      // 0 = physical cores
+  bool deterministic = false;           // CUDA: batch-invariant kernels (the CPU always is)
   std::string grouped_gemm = "cublas";  // CUDA MoE GEMM: cublas | custom
-  int max_context = 0;               // 0 = min(model max_position_embeddings, 4096)
+  int max_context = 0;                  // 0 = min(model max_position_embeddings, 4096)
 
   void Register(CLI::App& cmd, bool model_required = true);
 };
@@ -40,8 +40,8 @@ struct SchedulerOptions {
   int max_waiting = 1024;
   std::string policy = "fcfs";  // fcfs | priority
   int block_size = 16;
-  int64_t kv_cache_bytes = 0;        // 0 = kv_cache_fraction of available memory
-  double kv_cache_fraction = 0.25;   // of MemAvailable after loading weights
+  int64_t kv_cache_bytes = 0;       // 0 = kv_cache_fraction of available memory
+  double kv_cache_fraction = 0.25;  // of MemAvailable after loading weights
   bool no_prefix_caching = false;
   bool collect_routing = false;
 
@@ -52,8 +52,8 @@ struct SchedulerOptions {
 struct SessionLimits {
   int max_tokens = 512;  // tokens per forward
   int max_seqs = 64;
-  int max_logit_rows = 0;  // rows of logits per forward (0 = max_seqs: one sample each)
-  int64_t kv_cache_bytes = 0;  // 0 = one max_context sequence per max_seqs (capped at 4)
+  int max_logit_rows = 0;        // rows of logits per forward (0 = max_seqs: one sample each)
+  int64_t kv_cache_bytes = 0;    // 0 = one max_context sequence per max_seqs (capped at 4)
   double kv_cache_fraction = 0;  // used when kv_cache_bytes == 0 and > 0
   int block_size = 16;
 };

@@ -14,12 +14,12 @@ using RequestId = uint64_t;  // engine-internal, unique per process
 
 struct Request {
   RequestId id = 0;
-  std::string external_id;        // the client's request_id (logs, Abort by name)
-  std::vector<int32_t> prompt;    // token ids, non-empty, each < vocab
+  std::string external_id;      // the client's request_id (logs, Abort by name)
+  std::vector<int32_t> prompt;  // token ids, non-empty, each < vocab
   SamplingParams sampling;
-  int32_t priority = 0;           // lower value = more important (vLLM convention)
-  int64_t arrival_ns = 0;         // monotonic
-  int64_t arrival_wall_ns = 0;    // wall clock, for responses and logs
+  int32_t priority = 0;         // lower value = more important (vLLM convention)
+  int64_t arrival_ns = 0;       // monotonic
+  int64_t arrival_wall_ns = 0;  // wall clock, for responses and logs
 };
 
 }  // namespace moe::batching

@@ -29,7 +29,7 @@ struct Sequence {
   // Prefix-cache chain hashes of the full blocks of `tokens`, computed lazily (tokens only grow,
   // so a computed hash never changes).
   std::vector<uint64_t> block_hashes;
-  uint64_t seed = 0;                 // sampling RNG key (with the position)
+  uint64_t seed = 0;  // sampling RNG key (with the position)
 
   // Outcome.
   FinishReason finish_reason = FinishReason::kNone;
@@ -37,7 +37,7 @@ struct Sequence {
   std::string matched_stop_string;
 
   // Accounting for responses and logs.
-  int num_cached_tokens = 0;      // prompt tokens served from the prefix cache (first admission)
+  int num_cached_tokens = 0;  // prompt tokens served from the prefix cache (first admission)
   int num_preemptions = 0;
   int num_steps_scheduled = 0;
   int64_t first_scheduled_ns = 0;  // monotonic; 0 = not yet
@@ -45,8 +45,8 @@ struct Sequence {
   int64_t last_token_ns = 0;
   // Monotonic: the step that produced its last token, or the moment it was aborted / failed.
   int64_t finished_ns = 0;
-  int64_t last_itl_ns = 0;  // gap between its last two tokens (0 after the first token)
-  int64_t max_itl_ns = 0;   // largest gap between consecutive tokens
+  int64_t last_itl_ns = 0;            // gap between its last two tokens (0 after the first token)
+  int64_t max_itl_ns = 0;             // largest gap between consecutive tokens
   int batch_size_at_first_token = 0;  // sequences in the step that sampled its first token
 
   RequestId id() const { return request.id; }

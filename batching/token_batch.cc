@@ -15,8 +15,8 @@ Status TokenBatch::AddSequence(std::span<const int32_t> tokens, int32_t start_po
   if (start_position < 0) return InvalidArgument("start_position must be >= 0");
   const int64_t end = static_cast<int64_t>(start_position) + static_cast<int64_t>(tokens.size());
   if (end > static_cast<int64_t>(block_table.size()) * block_size) {
-    return InvalidArgument("a block table of ", block_table.size(),
-                           " blocks cannot hold position ", end - 1);
+    return InvalidArgument("a block table of ", block_table.size(), " blocks cannot hold position ",
+                           end - 1);
   }
   const int base = num_tokens();
   for (size_t i = 0; i < tokens.size(); ++i) {

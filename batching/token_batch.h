@@ -14,12 +14,12 @@ namespace moe::batching {
 
 struct TokenBatch {
   int block_size = 16;
-  std::vector<int32_t> token_ids;     // [T]
-  std::vector<int32_t> positions;     // [T]
-  std::vector<int64_t> slot_mapping;  // [T]; KV slot = block * block_size + position % block_size
+  std::vector<int32_t> token_ids;       // [T]
+  std::vector<int32_t> positions;       // [T]
+  std::vector<int64_t> slot_mapping;    // [T]; KV slot = block * block_size + position % block_size
   std::vector<int32_t> query_start{0};  // [S + 1]; sequence s owns tokens [query_start[s], [s+1])
   std::vector<std::vector<int32_t>> block_tables;  // [S][blocks of that sequence]
-  std::vector<int32_t> logits_indices;  // ascending token rows whose logits are wanted
+  std::vector<int32_t> logits_indices;             // ascending token rows whose logits are wanted
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
   int num_seqs() const { return static_cast<int>(query_start.size()) - 1; }

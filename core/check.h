@@ -28,11 +28,10 @@ struct Voidify {
 
 }  // namespace moe::internal
 
-#define MOE_CHECK(cond)                                 \
-  (__builtin_expect(!!(cond), 1))                       \
-      ? (void)0                                         \
-      : ::moe::internal::Voidify() &                    \
-            ::moe::internal::CheckFailure(__FILE__, __LINE__, #cond)
+#define MOE_CHECK(cond)           \
+  (__builtin_expect(!!(cond), 1)) \
+      ? (void)0                   \
+      : ::moe::internal::Voidify() & ::moe::internal::CheckFailure(__FILE__, __LINE__, #cond)
 
 #define MOE_CHECK_OP_(a, b, op) MOE_CHECK((a)op(b)) << "(" << (a) << " vs " << (b) << ") "
 #define MOE_CHECK_EQ(a, b) MOE_CHECK_OP_(a, b, ==)
@@ -43,9 +42,8 @@ struct Voidify {
 #define MOE_CHECK_GE(a, b) MOE_CHECK_OP_(a, b, >=)
 
 // For CUDA runtime calls, in translation units that include the CUDA runtime.
-#define MOE_CUDA_CHECK(expr)                                                      \
-  do {                                                                            \
-    cudaError_t moe_cuda_err_ = (expr);                                           \
-    MOE_CHECK(moe_cuda_err_ == cudaSuccess) << #expr << ": "                      \
-                                            << cudaGetErrorString(moe_cuda_err_); \
+#define MOE_CUDA_CHECK(expr)                                                                       \
+  do {                                                                                             \
+    cudaError_t moe_cuda_err_ = (expr);                                                            \
+    MOE_CHECK(moe_cuda_err_ == cudaSuccess) << #expr << ": " << cudaGetErrorString(moe_cuda_err_); \
   } while (0)

@@ -13,11 +13,16 @@ std::atomic<LogLevel> g_level{LogLevel::kInfo};
 
 const char* LevelLetter(LogLevel level) {
   switch (level) {
-    case LogLevel::kDebug: return "D";
-    case LogLevel::kInfo: return "I";
-    case LogLevel::kWarning: return "W";
-    case LogLevel::kError: return "E";
-    default: return "?";
+    case LogLevel::kDebug:
+      return "D";
+    case LogLevel::kInfo:
+      return "I";
+    case LogLevel::kWarning:
+      return "W";
+    case LogLevel::kError:
+      return "E";
+    default:
+      return "?";
   }
 }
 }  // namespace
@@ -26,9 +31,14 @@ void SetLogLevel(LogLevel level) { g_level.store(level, std::memory_order_relaxe
 LogLevel GetLogLevel() { return g_level.load(std::memory_order_relaxed); }
 
 bool ParseLogLevel(const char* text, LogLevel* level) {
-  struct Entry { const char* name; LogLevel level; };
-  static constexpr Entry kEntries[] = {{"debug", LogLevel::kDebug}, {"info", LogLevel::kInfo},
-                                       {"warning", LogLevel::kWarning}, {"error", LogLevel::kError},
+  struct Entry {
+    const char* name;
+    LogLevel level;
+  };
+  static constexpr Entry kEntries[] = {{"debug", LogLevel::kDebug},
+                                       {"info", LogLevel::kInfo},
+                                       {"warning", LogLevel::kWarning},
+                                       {"error", LogLevel::kError},
                                        {"off", LogLevel::kOff}};
   for (const Entry& e : kEntries) {
     if (std::strcmp(text, e.name) == 0) {

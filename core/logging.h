@@ -42,8 +42,8 @@ struct LogVoidify {
 #define MOE_LOG_LEVEL_WARNING ::moe::LogLevel::kWarning
 #define MOE_LOG_LEVEL_ERROR ::moe::LogLevel::kError
 
-#define MOE_LOG(level)                                          \
-  (MOE_LOG_LEVEL_##level < ::moe::GetLogLevel())                \
-      ? (void)0                                                 \
-      : ::moe::internal::LogVoidify() &                         \
+#define MOE_LOG(level)                           \
+  (MOE_LOG_LEVEL_##level < ::moe::GetLogLevel()) \
+      ? (void)0                                  \
+      : ::moe::internal::LogVoidify() &          \
             ::moe::internal::LogMessage(MOE_LOG_LEVEL_##level, __FILE__, __LINE__)

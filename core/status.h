@@ -83,10 +83,10 @@ inline Status Annotate(const Status& s, std::string_view context) {
 #define MOE_STATUS_CONCAT_(a, b) MOE_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` yields a non-OK Status.
-#define MOE_RETURN_IF_ERROR(expr)                   \
-  do {                                              \
-    ::moe::Status moe_status_ = (expr);             \
-    if (!moe_status_.ok()) return moe_status_;      \
+#define MOE_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::moe::Status moe_status_ = (expr);        \
+    if (!moe_status_.ok()) return moe_status_; \
   } while (0)
 
 // `MOE_ASSIGN_OR_RETURN(auto x, F());` declares/assigns x from a StatusOr or returns its error.

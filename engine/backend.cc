@@ -16,8 +16,8 @@ Status CheckFloat(const model::TensorEntry& t) {
 Status CheckMatrix(const model::TensorEntry& t, int64_t rows, int64_t cols, const char* what) {
   if (t.shape.size() != 2 || t.shape[1] != cols || (rows >= 0 && t.shape[0] != rows)) {
     return InvalidArgument(t.file, ": tensor '", t.name, "' has shape ", t.ShapeString(), "; ",
-                           what, " needs [", rows >= 0 ? std::to_string(rows) : "rows", ", ",
-                           cols, "]");
+                           what, " needs [", rows >= 0 ? std::to_string(rows) : "rows", ", ", cols,
+                           "]");
   }
   return CheckFloat(t);
 }
@@ -66,8 +66,8 @@ StatusOr<ExpertsShape> CheckExpertsSource(const ExpertsSource& source) {
   for (size_t e = 0; e < n; ++e) {
     MOE_RETURN_IF_ERROR(CheckMatrix(*source.gate[e], shape.intermediate, shape.hidden,
                                     "an expert gate projection"));
-    MOE_RETURN_IF_ERROR(CheckMatrix(*source.up[e], shape.intermediate, shape.hidden,
-                                    "an expert up projection"));
+    MOE_RETURN_IF_ERROR(
+        CheckMatrix(*source.up[e], shape.intermediate, shape.hidden, "an expert up projection"));
     MOE_RETURN_IF_ERROR(CheckMatrix(*source.down[e], shape.hidden, shape.intermediate,
                                     "an expert down projection"));
   }

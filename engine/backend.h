@@ -107,9 +107,9 @@ StatusOr<ExpertsShape> CheckExpertsSource(const ExpertsSource& source);
 
 // Upper bounds for one step, fixed at start-up; Reserve() sizes all scratch from them.
 struct BackendLimits {
-  int max_tokens = 0;          // tokens in one forward call
-  int max_seqs = 0;            // sequences in one forward call
-  int max_context = 0;         // positions a sequence can reach
+  int max_tokens = 0;   // tokens in one forward call
+  int max_seqs = 0;     // sequences in one forward call
+  int max_context = 0;  // positions a sequence can reach
   int num_heads = 0;
   int num_kv_heads = 0;
   int head_dim = 0;
@@ -136,8 +136,8 @@ struct EmbedArgs {
 // out = RmsNorm(x) * weight. When `add` is given, x is first updated in place to x + add
 // (rounded to x's dtype): the residual stream update fused with the next norm.
 struct RmsNormArgs {
-  TensorView x;                  // [T, H]
-  TensorView add;                // [T, H], or data == nullptr for none
+  TensorView x;                   // [T, H]
+  TensorView add;                 // [T, H], or data == nullptr for none
   const float* weight = nullptr;  // [H]
   float eps = 1e-6f;
   TensorView out;  // [T, H]
@@ -152,8 +152,8 @@ struct LinearArgs {
 
 // Per-head (or full-width) RMSNorm of q and k, then NeoX RoPE, in place.
 struct QkNormRopeArgs {
-  TensorView q;                       // [T, num_heads * head_dim]
-  TensorView k;                       // [T, num_kv_heads * head_dim]
+  TensorView q;                        // [T, num_heads * head_dim]
+  TensorView k;                        // [T, num_kv_heads * head_dim]
   const int32_t* positions = nullptr;  // [T]
   int num_tokens = 0;
   int num_heads = 0;
@@ -168,8 +168,8 @@ struct QkNormRopeArgs {
 
 // Writes each token's k and v into its cache slot (rounded to the cache dtype).
 struct KvWriteArgs {
-  TensorView k;                          // [T, kv_heads * head_dim]
-  TensorView v;                          // [T, kv_heads * head_dim]
+  TensorView k;                           // [T, kv_heads * head_dim]
+  TensorView v;                           // [T, kv_heads * head_dim]
   const int64_t* slot_mapping = nullptr;  // [T]; -1 = do not write
   int num_tokens = 0;
   KvCacheView cache;
@@ -193,7 +193,7 @@ struct AttentionArgs {
   int head_dim = 0;
   float scale = 1.f;
   int sliding_window = 0;  // 0 = none
-  TensorView out;  // [T, num_heads * head_dim]
+  TensorView out;          // [T, num_heads * head_dim]
 };
 
 // Router logits -> per-token expert ids and weights.
@@ -207,45 +207,45 @@ struct RouterTopKArgs {
   // Dynamic routing: when > 0, keep the fewest top experts whose softmax mass reaches top_p (at
   // most top_k); the remaining slots get expert id -1 and weight 0.
   float top_p = 0.f;
-  int32_t* expert_ids = nullptr;   // [T, top_k]; -1 = no expert; ties go to the lower id
+  int32_t* expert_ids = nullptr;    // [T, top_k]; -1 = no expert; ties go to the lower id
   float* expert_weights = nullptr;  // [T, top_k]
 };
 
 // Token rows -> rows grouped by expert (ascending expert id; within an expert, ascending token
 // then slot), with per-expert offsets and both directions of the row map.
 struct PermuteArgs {
-  TensorView x;                        // [T, H]
+  TensorView x;                         // [T, H]
   const int32_t* expert_ids = nullptr;  // [T, top_k]; -1 = none
   int num_tokens = 0;
   int top_k = 0;
   int num_experts = 0;
-  TensorView rows;                     // [T * top_k (capacity), H]; first R rows written
-  int32_t* expert_offsets = nullptr;   // [num_experts + 1], exclusive prefix sum; R = last entry
-  int32_t* row_to_token = nullptr;     // [T * top_k]; token of each of the R rows
-  int32_t* slot_to_row = nullptr;      // [T, top_k]; row of (token, slot), -1 = none
+  TensorView rows;                    // [T * top_k (capacity), H]; first R rows written
+  int32_t* expert_offsets = nullptr;  // [num_experts + 1], exclusive prefix sum; R = last entry
+  int32_t* row_to_token = nullptr;    // [T * top_k]; token of each of the R rows
+  int32_t* slot_to_row = nullptr;     // [T, top_k]; row of (token, slot), -1 = none
 };
 
 // For each expert e: h[r] = silu(rows[r] · gate_eᵀ) * (rows[r] · up_eᵀ) for r in its segment.
 struct GroupedGemmSwiGluArgs {
-  TensorView rows;                            // [capacity, H]
-  const int32_t* expert_offsets = nullptr;    // [num_experts + 1]
+  TensorView rows;                          // [capacity, H]
+  const int32_t* expert_offsets = nullptr;  // [num_experts + 1]
   const PackedExperts* experts = nullptr;
-  TensorView out;                             // [capacity, F]
+  TensorView out;  // [capacity, F]
 };
 
 // For each expert e: y[r] = h[r] · down_eᵀ for r in its segment.
 struct GroupedGemmArgs {
-  TensorView h;                               // [capacity, F]
-  const int32_t* expert_offsets = nullptr;    // [num_experts + 1]
+  TensorView h;                             // [capacity, F]
+  const int32_t* expert_offsets = nullptr;  // [num_experts + 1]
   const PackedExperts* experts = nullptr;
-  TensorView out;                             // [capacity, H]
+  TensorView out;  // [capacity, H]
 };
 
 // y[t] = sum over slots j in order 0..k-1 with a row of weight[t, j] * y_rows[row(t, j)]
 // (+ shared[t] scaled by sigmoid(shared_gate[t]) when given). Tokens with no experts get zeros
 // (plus the shared part).
 struct UnpermuteCombineArgs {
-  TensorView y_rows;                     // [capacity, H]
+  TensorView y_rows;                      // [capacity, H]
   const int32_t* slot_to_row = nullptr;   // [T, top_k]
   const float* expert_weights = nullptr;  // [T, top_k]
   int num_tokens = 0;
@@ -263,7 +263,7 @@ struct SiluMulArgs {
 
 // out[i] = x[indices[i]].
 struct GatherRowsArgs {
-  TensorView x;                     // [T, H]
+  TensorView x;                      // [T, H]
   const int32_t* indices = nullptr;  // [n]
   int num_indices = 0;
   TensorView out;  // [n, H]

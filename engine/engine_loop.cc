@@ -52,8 +52,8 @@ Status EngineLoop::Submit(batching::Request request, std::shared_ptr<OutputSink>
   const auto& sc = config_.scheduler;
   const int prompt = static_cast<int>(request.prompt.size());
   if (prompt >= sc.max_model_len) {
-    return InvalidArgument("input_ids: the prompt has ", prompt,
-                           " tokens; the context limit is ", sc.max_model_len);
+    return InvalidArgument("input_ids: the prompt has ", prompt, " tokens; the context limit is ",
+                           sc.max_model_len);
   }
   if (request.sampling.max_tokens && prompt + *request.sampling.max_tokens > sc.max_model_len) {
     return InvalidArgument("sampling.max_tokens: prompt (", prompt, ") + max_tokens (",
@@ -293,7 +293,8 @@ void EngineLoop::RefreshStats(const scheduler::StepPlan& plan, const StepCounts&
     const double alpha = 1.0 - std::exp(-dt / 10.0);
     stats_.generation_tokens_per_second +=
         alpha * (generated / dt - stats_.generation_tokens_per_second);
-    stats_.prompt_tokens_per_second += alpha * (prompt_tokens / dt - stats_.prompt_tokens_per_second);
+    stats_.prompt_tokens_per_second +=
+        alpha * (prompt_tokens / dt - stats_.prompt_tokens_per_second);
   }
 }
 

@@ -25,8 +25,8 @@ struct EngineStats {
   int num_running = 0;
   int num_waiting = 0;
   int64_t num_waiting_tokens = 0;
-  double kv_usage = 0;          // fraction of KV blocks in use
-  double prefix_hit_rate = 0;   // hit tokens / queried tokens, since start
+  double kv_usage = 0;                      // fraction of KV blocks in use
+  double prefix_hit_rate = 0;               // hit tokens / queried tokens, since start
   double generation_tokens_per_second = 0;  // recent (exponentially smoothed over ~10 s)
   double prompt_tokens_per_second = 0;
   int64_t total_steps = 0;

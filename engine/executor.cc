@@ -43,8 +43,8 @@ StatusOr<scheduler::StepResult> Executor::Run(const scheduler::StepPlan& plan,
     request.seed = s->seed;
     request.position = s->num_tokens();
     request.prompt = std::span<const int32_t>(s->tokens.data(), s->num_prompt_tokens);
-    request.output = std::span<const int32_t>(s->tokens.data() + s->num_prompt_tokens,
-                                              s->num_generated());
+    request.output =
+        std::span<const int32_t>(s->tokens.data() + s->num_prompt_tokens, s->num_generated());
     if (!s->request.sampling.ignore_eos) request.stop_tokens = stop_tokens_;
     result.samples[i] = sampler_.Sample(request);
   }

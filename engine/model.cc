@@ -16,10 +16,10 @@ struct Model::LayerParams {
   std::unique_ptr<Buffer> post_attn_norm;  // [H] F32
   std::unique_ptr<Buffer> q_norm;          // [head_dim] or [q_size]; null without q/k norm
   std::unique_ptr<Buffer> k_norm;
-  std::unique_ptr<PackedLinear> qkv;       // [q + 2 kv, H]
-  std::unique_ptr<PackedLinear> o;         // [H, q]
+  std::unique_ptr<PackedLinear> qkv;  // [q + 2 kv, H]
+  std::unique_ptr<PackedLinear> o;    // [H, q]
   // MoE layers.
-  std::unique_ptr<PackedLinear> router;    // [E, H]
+  std::unique_ptr<PackedLinear> router;  // [E, H]
   std::unique_ptr<PackedExperts> experts;
   std::unique_ptr<PackedLinear> shared_gate_up;      // [2 Fs, H]
   std::unique_ptr<PackedLinear> shared_down;         // [H, Fs]
@@ -34,22 +34,22 @@ struct Model::LayerParams {
 struct Model::Workspace {
   std::vector<std::unique_ptr<Buffer>> owned;
   // Activations ([capacity, width] in the activation dtype unless noted).
-  TensorView x;             // [T, H] residual stream
-  TensorView h;             // [T, H] normed input of a block
-  TensorView tmp;           // [T, H] block output, added into x by the next norm
-  TensorView qkv;           // [T, q + 2 kv]
-  TensorView attn;          // [T, q]
-  TensorView router_logits;  // [T, E]
-  TensorView rows;          // [T * k, H] expert-grouped rows
-  TensorView act;           // [max(T * k, T), max F] expert / MLP activations
-  TensorView y_rows;        // [T * k, H]
-  TensorView gate_up;       // [T, 2 * max(I, Fs)] dense / shared gate|up output
-  TensorView shared_out;    // [T, H]
-  TensorView shared_gate;   // [T, 1]
-  TensorView final_in;      // [L, H] residual rows needing logits
-  TensorView final_add;     // [L, H]
-  TensorView final_h;       // [L, H]
-  TensorView logits;        // [L, V] F32
+  TensorView x;                       // [T, H] residual stream
+  TensorView h;                       // [T, H] normed input of a block
+  TensorView tmp;                     // [T, H] block output, added into x by the next norm
+  TensorView qkv;                     // [T, q + 2 kv]
+  TensorView attn;                    // [T, q]
+  TensorView router_logits;           // [T, E]
+  TensorView rows;                    // [T * k, H] expert-grouped rows
+  TensorView act;                     // [max(T * k, T), max F] expert / MLP activations
+  TensorView y_rows;                  // [T * k, H]
+  TensorView gate_up;                 // [T, 2 * max(I, Fs)] dense / shared gate|up output
+  TensorView shared_out;              // [T, H]
+  TensorView shared_gate;             // [T, 1]
+  TensorView final_in;                // [L, H] residual rows needing logits
+  TensorView final_add;               // [L, H]
+  TensorView final_h;                 // [L, H]
+  TensorView logits;                  // [L, V] F32
   int32_t* expert_ids = nullptr;      // [T, k]
   float* expert_weights = nullptr;    // [T, k] F32
   int32_t* expert_offsets = nullptr;  // [E + 1]
@@ -109,8 +109,8 @@ StatusOr<std::unique_ptr<Model>> Model::Create(const model::LoadedModel& loaded,
   limits.hidden = c.hidden_size;
   limits.num_experts = c.num_experts;
   limits.top_k = c.num_experts_per_tok;
-  limits.max_intermediate = std::max({c.moe_intermediate_size, c.intermediate_size,
-                                      c.shared_expert_intermediate_size});
+  limits.max_intermediate =
+      std::max({c.moe_intermediate_size, c.intermediate_size, c.shared_expert_intermediate_size});
   MOE_RETURN_IF_ERROR(backend->Reserve(limits));
   return m;
 }
@@ -123,7 +123,7 @@ Status Model::PackWeights(const model::ModelWeights& w) {
     add_bytes((*out)->size());
     return OkStatus();
   };
-  auto linear = [&](LinearSource source, std::unique_ptr<PackedLinear>* out) -> Status {
+  auto linear = [&](const LinearSource& source, std::unique_ptr<PackedLinear>* out) -> Status {
     MOE_ASSIGN_OR_RETURN(*out, backend_->PackLinear(source));
     add_bytes((*out)->packed_bytes);
     return OkStatus();
@@ -147,9 +147,8 @@ Status Model::PackWeights(const model::ModelWeights& w) {
     MOE_RETURN_IF_ERROR(linear(LinearSource{{lw.o}, {}}, &p->o));
     if (config_.IsMoeLayer(l)) {
       MOE_RETURN_IF_ERROR(linear(LinearSource{{lw.router}, {}}, &p->router));
-      MOE_ASSIGN_OR_RETURN(p->experts,
-                           backend_->PackExperts(ExpertsSource{lw.expert_gate, lw.expert_up,
-                                                               lw.expert_down}));
+      MOE_ASSIGN_OR_RETURN(p->experts, backend_->PackExperts(ExpertsSource{
+                                           lw.expert_gate, lw.expert_up, lw.expert_down}));
       add_bytes(p->experts->packed_bytes);
       if (lw.shared_gate != nullptr) {
         MOE_RETURN_IF_ERROR(
@@ -333,8 +332,7 @@ Status Model::AttentionBlock(int layer, const batching::TokenBatch& batch, const
   attn.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   attn.out = ws.attn.RowRange(0, n);
   MOE_RETURN_IF_ERROR(backend_->Attention(attn, st));
-  return backend_->Linear(LinearArgs{ws.attn.RowRange(0, n), p.o.get(), ws.tmp.RowRange(0, n)},
-                          st);
+  return backend_->Linear(LinearArgs{ws.attn.RowRange(0, n), p.o.get(), ws.tmp.RowRange(0, n)}, st);
 }
 
 Status Model::MoeBlock(int layer, int n, RoutingTrace* trace, ForwardOpTimes* times) {
@@ -381,8 +379,7 @@ Status Model::MoeBlock(int layer, int n, RoutingTrace* trace, ForwardOpTimes* ti
   int64_t t1 = times != nullptr ? MonotonicNanos() : 0;
   if (times != nullptr) times->expert_dispatch_ns += t1 - t0;
 
-  const TensorView act =
-      ws.act.RowRange(0, capacity).ColRange(0, config_.moe_intermediate_size);
+  const TensorView act = ws.act.RowRange(0, capacity).ColRange(0, config_.moe_intermediate_size);
   MOE_RETURN_IF_ERROR(backend_->GroupedGemmSwiGlu(
       GroupedGemmSwiGluArgs{permute.rows, ws.expert_offsets, p.experts.get(), act}, st));
   MOE_RETURN_IF_ERROR(backend_->GroupedGemm(
@@ -457,14 +454,13 @@ Status Model::Forward(const batching::TokenBatch& batch, const KvCache& cache, f
     // The residual add of the previous block is fused into this norm.
     const TensorView add = l == 0 ? TensorView{} : ws.tmp.RowRange(0, n);
     MOE_RETURN_IF_ERROR(backend_->RmsNorm(
-        RmsNormArgs{ws.x.RowRange(0, n), add, p.input_norm->as<float>(), eps,
-                    ws.h.RowRange(0, n)},
+        RmsNormArgs{ws.x.RowRange(0, n), add, p.input_norm->as<float>(), eps, ws.h.RowRange(0, n)},
         st));
     MOE_RETURN_IF_ERROR(AttentionBlock(l, batch, cache, n));
-    MOE_RETURN_IF_ERROR(backend_->RmsNorm(
-        RmsNormArgs{ws.x.RowRange(0, n), ws.tmp.RowRange(0, n), p.post_attn_norm->as<float>(),
-                    eps, ws.h.RowRange(0, n)},
-        st));
+    MOE_RETURN_IF_ERROR(
+        backend_->RmsNorm(RmsNormArgs{ws.x.RowRange(0, n), ws.tmp.RowRange(0, n),
+                                      p.post_attn_norm->as<float>(), eps, ws.h.RowRange(0, n)},
+                          st));
     if (config_.IsMoeLayer(l)) {
       MOE_RETURN_IF_ERROR(MoeBlock(l, n, trace, times));
     } else {

@@ -22,13 +22,13 @@ namespace moe::engine {
 
 struct ModelRuntimeConfig {
   DType activation_dtype = DType::kBF16;  // also the KV cache dtype
-  int max_tokens = 512;        // tokens per Forward
-  int max_seqs = 64;           // sequences per Forward
-  int max_context = 4096;      // highest position + 1 a sequence may reach
-  int max_logit_rows = 0;      // rows of logits per Forward; 0 = max_tokens
-  int max_blocks_per_seq = 0;  // 0 = derived from max_context and the block size
+  int max_tokens = 512;                   // tokens per Forward
+  int max_seqs = 64;                      // sequences per Forward
+  int max_context = 4096;                 // highest position + 1 a sequence may reach
+  int max_logit_rows = 0;                 // rows of logits per Forward; 0 = max_tokens
+  int max_blocks_per_seq = 0;             // 0 = derived from max_context and the block size
   int block_size = 16;
-  float router_top_p = 0.f;    // dynamic routing (0 = plain top-k)
+  float router_top_p = 0.f;  // dynamic routing (0 = plain top-k)
 
   Status Validate() const;
 };
@@ -44,8 +44,7 @@ struct ForwardOpTimes {
 
 class Model {
  public:
-  static StatusOr<std::unique_ptr<Model>> Create(const model::LoadedModel& loaded,
-                                                 Backend* backend,
+  static StatusOr<std::unique_ptr<Model>> Create(const model::LoadedModel& loaded, Backend* backend,
                                                  const ModelRuntimeConfig& runtime);
   ~Model();
 

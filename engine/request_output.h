@@ -15,7 +15,7 @@ namespace moe::engine {
 
 struct RequestOutput {
   batching::RequestId id = 0;
-  std::vector<int32_t> new_tokens;               // since the previous output
+  std::vector<int32_t> new_tokens;                // since the previous output
   std::vector<scheduler::SampleOutput> logprobs;  // aligned with new_tokens when requested
   bool finished = false;
 

@@ -24,7 +24,8 @@ Sampler::Sampler(int vocab_size) : vocab_(vocab_size), work_(vocab_size), counts
 }
 
 double Sampler::Uniform(uint64_t seed, int64_t position) {
-  const uint64_t bits = Mix64(Mix64(seed ^ 0x5851f42d4c957f2dULL) + static_cast<uint64_t>(position));
+  const uint64_t bits =
+      Mix64(Mix64(seed ^ 0x5851f42d4c957f2dULL) + static_cast<uint64_t>(position));
   return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
 }
 

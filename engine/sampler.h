@@ -21,10 +21,10 @@ struct SampleRequest {
   const float* logits = nullptr;  // [vocab]
   const batching::SamplingParams* params = nullptr;
   uint64_t seed = 0;
-  int64_t position = 0;                   // position of the token being sampled
-  std::span<const int32_t> prompt;        // for the repetition penalty
-  std::span<const int32_t> output;        // generated so far
-  std::span<const int32_t> stop_tokens;   // suppressed while output.size() < min_tokens
+  int64_t position = 0;                  // position of the token being sampled
+  std::span<const int32_t> prompt;       // for the repetition penalty
+  std::span<const int32_t> output;       // generated so far
+  std::span<const int32_t> stop_tokens;  // suppressed while output.size() < min_tokens
 };
 
 class Sampler {

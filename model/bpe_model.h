@@ -83,7 +83,7 @@ class BpeModel {
   // Raw-byte fast path: the id of each byte's mapped character, usable when every byte has one
   // and no subword prefix/suffix is configured.
   bool raw_bytes_ = false;
-  int32_t byte_ids_[256];
+  int32_t byte_ids_[256] = {};
 
   std::optional<int32_t> unk_id_;
   std::string continuing_subword_prefix_;

@@ -82,7 +82,7 @@ class FieldReader {
 
   Status Bad(const char* key, const char* expected, const json& v) const {
     std::string shown = v.dump();
-    if (shown.size() > 80) shown = shown.substr(0, 77) + "...";
+    if (shown.size() > 80) shown.replace(77, std::string::npos, "...");
     return InvalidArgument(source_, ": field '", key, "' must be ", expected, ", got ", shown);
   }
 
@@ -98,8 +98,8 @@ class FieldReader {
 struct ArchDefaults {
   ModelArch arch;
   const char* model_type;
-  const char* experts_key;       // num_experts or num_local_experts
-  const char* expert_size_key;   // moe_intermediate_size or intermediate_size
+  const char* experts_key;      // num_experts or num_local_experts
+  const char* expert_size_key;  // moe_intermediate_size or intermediate_size
   double rope_theta;
   double rms_norm_eps;
   bool norm_topk_prob;
@@ -132,8 +132,8 @@ Status ParseInto(const json& root, const std::string& source, ModelConfig* c) {
     if (c->model_type == a.model_type) arch = &a;
   }
   if (arch == nullptr) {
-    return r.Unsupported("model_type", "'" + c->model_type +
-                                           "'; supported: qwen3_moe, mixtral, qwen2_moe, olmoe");
+    return r.Unsupported(
+        "model_type", "'" + c->model_type + "'; supported: qwen3_moe, mixtral, qwen2_moe, olmoe");
   }
   c->arch = arch->arch;
   if (r.Has("architectures")) {
@@ -148,7 +148,8 @@ Status ParseInto(const json& root, const std::string& source, ModelConfig* c) {
   MOE_ASSIGN_OR_RETURN(c->num_layers, r.Int("num_hidden_layers", std::nullopt));
   MOE_ASSIGN_OR_RETURN(c->num_heads, r.Int("num_attention_heads", std::nullopt));
   MOE_ASSIGN_OR_RETURN(c->num_kv_heads, r.Int("num_key_value_heads", c->num_heads));
-  if (c->num_heads <= 0) return r.Bad("num_attention_heads", "a positive integer", root.at("num_attention_heads"));
+  if (c->num_heads <= 0)
+    return r.Bad("num_attention_heads", "a positive integer", root.at("num_attention_heads"));
   MOE_ASSIGN_OR_RETURN(c->head_dim, r.Int("head_dim", c->hidden_size / c->num_heads));
   MOE_ASSIGN_OR_RETURN(c->vocab_size, r.Int("vocab_size", std::nullopt));
   MOE_ASSIGN_OR_RETURN(c->max_position_embeddings, r.Int("max_position_embeddings", 32768));
@@ -192,7 +193,8 @@ Status ParseInto(const json& root, const std::string& source, ModelConfig* c) {
   } else if (dtype_text == "float32") {
     c->torch_dtype = DType::kF32;
   } else {
-    return r.Unsupported("torch_dtype", "'" + dtype_text + "'; supported: bfloat16, float16, float32");
+    return r.Unsupported("torch_dtype",
+                         "'" + dtype_text + "'; supported: bfloat16, float16, float32");
   }
 
   std::vector<int> bos;
@@ -205,7 +207,8 @@ Status ParseInto(const json& root, const std::string& source, ModelConfig* c) {
   std::string act;
   MOE_ASSIGN_OR_RETURN(act, r.String("hidden_act", "silu"));
   if (act != "silu") return r.Unsupported("hidden_act", "'" + act + "'; only silu");
-  if (r.Has("rope_scaling")) return r.Unsupported("rope_scaling", "rope scaling is not implemented");
+  if (r.Has("rope_scaling"))
+    return r.Unsupported("rope_scaling", "rope scaling is not implemented");
   bool use_sliding_window = false;
   MOE_ASSIGN_OR_RETURN(use_sliding_window, r.Bool("use_sliding_window", false));
   if (use_sliding_window) return r.Unsupported("use_sliding_window", "sliding-window attention");

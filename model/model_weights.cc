@@ -16,37 +16,64 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 const TensorEntry** Slot(ModelWeights* w, const WeightSpec& spec) {
   if (spec.layer < 0) {
     switch (spec.role) {
-      case WeightRole::kEmbed: return &w->embed;
-      case WeightRole::kFinalNorm: return &w->final_norm;
-      case WeightRole::kLmHead: return &w->lm_head;
-      default: return nullptr;
+      case WeightRole::kEmbed:
+        return &w->embed;
+      case WeightRole::kFinalNorm:
+        return &w->final_norm;
+      case WeightRole::kLmHead:
+        return &w->lm_head;
+      default:
+        return nullptr;
     }
   }
   LayerWeights& l = w->layers[spec.layer];
   switch (spec.role) {
-    case WeightRole::kInputNorm: return &l.input_norm;
-    case WeightRole::kPostAttnNorm: return &l.post_attn_norm;
-    case WeightRole::kQ: return &l.q;
-    case WeightRole::kK: return &l.k;
-    case WeightRole::kV: return &l.v;
-    case WeightRole::kO: return &l.o;
-    case WeightRole::kQBias: return &l.q_bias;
-    case WeightRole::kKBias: return &l.k_bias;
-    case WeightRole::kVBias: return &l.v_bias;
-    case WeightRole::kQNorm: return &l.q_norm;
-    case WeightRole::kKNorm: return &l.k_norm;
-    case WeightRole::kRouter: return &l.router;
-    case WeightRole::kExpertGate: return &l.expert_gate[spec.expert];
-    case WeightRole::kExpertUp: return &l.expert_up[spec.expert];
-    case WeightRole::kExpertDown: return &l.expert_down[spec.expert];
-    case WeightRole::kSharedGate: return &l.shared_gate;
-    case WeightRole::kSharedUp: return &l.shared_up;
-    case WeightRole::kSharedDown: return &l.shared_down;
-    case WeightRole::kSharedExpertGate: return &l.shared_expert_gate;
-    case WeightRole::kMlpGate: return &l.mlp_gate;
-    case WeightRole::kMlpUp: return &l.mlp_up;
-    case WeightRole::kMlpDown: return &l.mlp_down;
-    default: return nullptr;
+    case WeightRole::kInputNorm:
+      return &l.input_norm;
+    case WeightRole::kPostAttnNorm:
+      return &l.post_attn_norm;
+    case WeightRole::kQ:
+      return &l.q;
+    case WeightRole::kK:
+      return &l.k;
+    case WeightRole::kV:
+      return &l.v;
+    case WeightRole::kO:
+      return &l.o;
+    case WeightRole::kQBias:
+      return &l.q_bias;
+    case WeightRole::kKBias:
+      return &l.k_bias;
+    case WeightRole::kVBias:
+      return &l.v_bias;
+    case WeightRole::kQNorm:
+      return &l.q_norm;
+    case WeightRole::kKNorm:
+      return &l.k_norm;
+    case WeightRole::kRouter:
+      return &l.router;
+    case WeightRole::kExpertGate:
+      return &l.expert_gate[spec.expert];
+    case WeightRole::kExpertUp:
+      return &l.expert_up[spec.expert];
+    case WeightRole::kExpertDown:
+      return &l.expert_down[spec.expert];
+    case WeightRole::kSharedGate:
+      return &l.shared_gate;
+    case WeightRole::kSharedUp:
+      return &l.shared_up;
+    case WeightRole::kSharedDown:
+      return &l.shared_down;
+    case WeightRole::kSharedExpertGate:
+      return &l.shared_expert_gate;
+    case WeightRole::kMlpGate:
+      return &l.mlp_gate;
+    case WeightRole::kMlpUp:
+      return &l.mlp_up;
+    case WeightRole::kMlpDown:
+      return &l.mlp_down;
+    default:
+      return nullptr;
   }
 }
 
@@ -85,10 +112,10 @@ StatusOr<ModelWeights> BindWeights(const ModelConfig& config, const Checkpoint& 
   }
   if (!missing.empty()) {
     const size_t shown = std::min<size_t>(missing.size(), 5);
-    return InvalidArgument("checkpoint is missing ", missing.size(), " tensor(s) the config ",
-                           "requires: ",
-                           absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
-                           missing.size() > shown ? ", ..." : "");
+    return InvalidArgument(
+        "checkpoint is missing ", missing.size(), " tensor(s) the config ",
+        "requires: ", absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
+        missing.size() > shown ? ", ..." : "");
   }
   for (const std::string& name : checkpoint.Names()) {
     if (expected.count(name) == 0 && !IsIgnorableTensor(config, name)) {

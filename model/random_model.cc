@@ -32,7 +32,6 @@ ModelConfig BaseQwen3() {
   return c;
 }
 
-
 inline uint64_t Draw(uint64_t seed, uint64_t stream, uint64_t index) {
   return Mix64(seed * 0x9e3779b97f4a7c15ULL + Mix64(stream + 0x632be59bd9b4e019ULL) + index);
 }
@@ -47,7 +46,7 @@ double InverseNormalCdf(double p) {
                                  -1.328068155288572e+01};
   static constexpr double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
                                  -2.400758277161838e+00, -2.549732539343734e+00,
-                                 4.374664141464968e+00, 2.938163982698783e+00};
+                                 4.374664141464968e+00,  2.938163982698783e+00};
   static constexpr double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
                                  2.445134137142996e+00, 3.754408661907416e+00};
   constexpr double kLow = 0.02425;

@@ -12,31 +12,31 @@
 namespace moe::model {
 
 enum class WeightRole {
-  kEmbed,           // [vocab, H]
-  kFinalNorm,       // [H]
-  kLmHead,          // [vocab, H] (absent when tied)
-  kInputNorm,       // [H]
-  kPostAttnNorm,    // [H]
-  kQ,               // [heads * head_dim, H]
-  kK,               // [kv_heads * head_dim, H]
-  kV,               // [kv_heads * head_dim, H]
-  kO,               // [H, heads * head_dim]
-  kQBias,           // [heads * head_dim]
-  kKBias,           // [kv_heads * head_dim]
-  kVBias,           // [kv_heads * head_dim]
-  kQNorm,           // [head_dim] per-head, or [heads * head_dim] full
-  kKNorm,           // [head_dim] per-head, or [kv_heads * head_dim] full
-  kRouter,          // [E, H]
-  kExpertGate,      // [F, H]
-  kExpertUp,        // [F, H]
-  kExpertDown,      // [H, F]
-  kSharedGate,      // [Fs, H]
-  kSharedUp,        // [Fs, H]
-  kSharedDown,      // [H, Fs]
+  kEmbed,             // [vocab, H]
+  kFinalNorm,         // [H]
+  kLmHead,            // [vocab, H] (absent when tied)
+  kInputNorm,         // [H]
+  kPostAttnNorm,      // [H]
+  kQ,                 // [heads * head_dim, H]
+  kK,                 // [kv_heads * head_dim, H]
+  kV,                 // [kv_heads * head_dim, H]
+  kO,                 // [H, heads * head_dim]
+  kQBias,             // [heads * head_dim]
+  kKBias,             // [kv_heads * head_dim]
+  kVBias,             // [kv_heads * head_dim]
+  kQNorm,             // [head_dim] per-head, or [heads * head_dim] full
+  kKNorm,             // [head_dim] per-head, or [kv_heads * head_dim] full
+  kRouter,            // [E, H]
+  kExpertGate,        // [F, H]
+  kExpertUp,          // [F, H]
+  kExpertDown,        // [H, F]
+  kSharedGate,        // [Fs, H]
+  kSharedUp,          // [Fs, H]
+  kSharedDown,        // [H, Fs]
   kSharedExpertGate,  // [1, H]
-  kMlpGate,         // [I, H] dense MLP layer
-  kMlpUp,           // [I, H]
-  kMlpDown,         // [H, I]
+  kMlpGate,           // [I, H] dense MLP layer
+  kMlpUp,             // [I, H]
+  kMlpDown,           // [H, I]
 };
 
 bool IsNormRole(WeightRole role);

@@ -120,7 +120,8 @@ void KvBlockPool::Register(BlockId b, BlockHash parent, BlockHash hash,
   hash_[b] = hash;
   parent_[b] = parent;
   has_hash_[b] = 1;
-  std::copy(tokens.begin(), tokens.end(), block_tokens_.begin() + static_cast<size_t>(b) * block_size_);
+  std::copy(tokens.begin(), tokens.end(),
+            block_tokens_.begin() + static_cast<size_t>(b) * block_size_);
 }
 
 void KvBlockPool::RecordLookup(int64_t queried_tokens, int64_t hit_tokens) {

@@ -100,8 +100,7 @@ Scheduler::Scheduler(const SchedulerConfig& config, std::vector<int32_t> eos_tok
 }
 
 Scheduler::Key Scheduler::KeyOf(const Sequence& s) const {
-  const int64_t priority =
-      config_.policy == SchedulingPolicy::kPriority ? s.request.priority : 0;
+  const int64_t priority = config_.policy == SchedulingPolicy::kPriority ? s.request.priority : 0;
   return Key{priority, s.request.arrival_ns, s.id()};
 }
 

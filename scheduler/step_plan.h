@@ -13,9 +13,9 @@ namespace moe::scheduler {
 
 struct ScheduledSeq {
   batching::RequestId id = 0;
-  int start = 0;       // first position computed (== the sequence's num_computed_tokens)
-  int num_tokens = 0;  // positions [start, start + num_tokens) are computed this step
-  bool sample = false;  // the range reaches the last known token: sample the next one
+  int start = 0;          // first position computed (== the sequence's num_computed_tokens)
+  int num_tokens = 0;     // positions [start, start + num_tokens) are computed this step
+  bool sample = false;    // the range reaches the last known token: sample the next one
   bool admitted = false;  // the sequence was waiting and becomes running
   // The whole block table after this step: the first num_touched_blocks are prefix-cache hits
   // taken at admission, the last num_new_blocks are allocated by this step.

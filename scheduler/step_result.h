@@ -15,9 +15,9 @@ struct TokenLogprob {
 };
 
 struct SampleOutput {
-  int32_t token = -1;  // -1 = this sequence did not sample
-  float logprob = 0.f;              // of `token` under the model's distribution (when requested)
-  std::vector<TokenLogprob> top;    // top-n alternatives (when requested)
+  int32_t token = -1;             // -1 = this sequence did not sample
+  float logprob = 0.f;            // of `token` under the model's distribution (when requested)
+  std::vector<TokenLogprob> top;  // top-n alternatives (when requested)
 };
 
 struct StepTimings {

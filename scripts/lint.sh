@@ -26,10 +26,18 @@ done
 if git grep -n 'getenv' -- core model batching scheduler engine serving cuda 2>/dev/null; then
   echo "config: getenv below app/"; status=1
 fi
-# cppcheck on the host code, when the build has a compilation database.
-if command -v cppcheck >/dev/null && [ -f build/compile_commands.json ]; then
-  cppcheck --project=build/compile_commands.json --quiet --error-exitcode=1 \
-    --suppress='*:/usr/*' --suppress=missingIncludeSystem -i build -i node_modules \
-    --enable=warning,performance 2>&1 | grep -v '^$' || true
+# cppcheck on the sources (tests are left out: gtest macros need its headers to parse). Small
+# structs (TensorView, spans) are passed by value on purpose; the two suppressions are arrays that
+# loops fill, and a log of a sum that is >= 1.
+if command -v cppcheck >/dev/null; then
+  out=$(cppcheck --std=c++20 -q -I . --enable=warning,performance --error-exitcode=0 \
+    --suppress=missingIncludeSystem --suppress=missingInclude --suppress=passedByValue \
+    --suppress=uninitvar:engine/cpu/attention_simd_inl.h \
+    --suppress=invalidFunctionArg:engine/sampler.cc \
+    core model batching scheduler engine serving app bench/serve 2>&1)
+  if [ -n "$out" ]; then
+    echo "$out"
+    status=1
+  fi
 fi
 exit $status

@@ -49,8 +49,8 @@ GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const pb::Gener
   }
   if (record_ != nullptr) record_->NoteSampling(parsed->sampling);
   if (!parsed->sampling.stop.empty() && gateway->tokenizer() == nullptr) {
-    FinishLocked(ToGrpcStatus(
-        InvalidArgument("sampling.stop: stop strings need a model with a tokenizer")));
+    FinishLocked(
+        ToGrpcStatus(InvalidArgument("sampling.stop: stop strings need a model with a tokenizer")));
     return;
   }
   if (gateway->tokenizer() != nullptr) text_.emplace(*gateway->tokenizer(), parsed->sampling.stop);

@@ -61,7 +61,8 @@ std::vector<double> StepTimeBuckets();                 // 10 us .. 10 s
 
 class ServingMetrics {
  public:
-  // Builds the registry and, with serve_http, binds the /metrics endpoint. Errors: the port is in use.
+  // Builds the registry and, with serve_http, binds the /metrics endpoint. Errors: the port is in
+  // use.
   static StatusOr<std::unique_ptr<ServingMetrics>> Create(const MetricsOptions& options);
   ~ServingMetrics();
 

@@ -130,14 +130,12 @@ void MetricsHttpServer::Serve(int connection) {
   const std::string line = request.substr(0, line_end);
   const bool is_get = line.rfind("GET ", 0) == 0;
   const size_t path_end = line.find(' ', 4);
-  const std::string path = is_get && path_end != std::string::npos
-                               ? line.substr(4, path_end - 4)
-                               : std::string();
+  const std::string path =
+      is_get && path_end != std::string::npos ? line.substr(4, path_end - 4) : std::string();
   if (!is_get) {
     WriteAll(connection, Response("405 Method Not Allowed", "text/plain", "GET only\n"));
   } else if (path == "/metrics" || path.rfind("/metrics?", 0) == 0) {
-    WriteAll(connection,
-             Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Render()));
+    WriteAll(connection, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Render()));
   } else {
     WriteAll(connection, Response("404 Not Found", "text/plain", "see /metrics\n"));
   }

@@ -13,8 +13,7 @@ class MoeServeService final : public moeserve::v1::MoeServe::CallbackService {
   MoeServeService(RequestGateway* gateway, const ServerConfig& config, int64_t start_ns);
 
   grpc::ServerWriteReactor<moeserve::v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context,
-      const moeserve::v1::GenerateRequest* request) override;
+      grpc::CallbackServerContext* context, const moeserve::v1::GenerateRequest* request) override;
   grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context,
                                   const moeserve::v1::AbortRequest* request,
                                   moeserve::v1::AbortResponse* response) override;

@@ -19,8 +19,8 @@ batching::SamplingParams FromProto(const pb::SamplingParams& s) {
     p.max_tokens = static_cast<int32_t>(
         std::min<uint32_t>(s.max_tokens(), std::numeric_limits<int32_t>::max()));
   }
-  p.min_tokens = static_cast<int32_t>(
-      std::min<uint32_t>(s.min_tokens(), std::numeric_limits<int32_t>::max()));
+  p.min_tokens =
+      static_cast<int32_t>(std::min<uint32_t>(s.min_tokens(), std::numeric_limits<int32_t>::max()));
   p.stop.assign(s.stop().begin(), s.stop().end());
   for (uint32_t id : s.stop_token_ids()) {
     p.stop_token_ids.push_back(
@@ -45,10 +45,14 @@ StatusOr<GenerationRequest> FromProto(const pb::GenerateRequest& r) {
 
 pb::FinishReason ToProto(batching::FinishReason reason) {
   switch (reason) {
-    case batching::FinishReason::kStop: return pb::STOP;
-    case batching::FinishReason::kLength: return pb::LENGTH;
-    case batching::FinishReason::kAbort: return pb::ABORT;
-    case batching::FinishReason::kNone: break;
+    case batching::FinishReason::kStop:
+      return pb::STOP;
+    case batching::FinishReason::kLength:
+      return pb::LENGTH;
+    case batching::FinishReason::kAbort:
+      return pb::ABORT;
+    case batching::FinishReason::kNone:
+      break;
   }
   return pb::FINISH_REASON_UNSPECIFIED;
 }

@@ -41,9 +41,9 @@ struct ModelInfo {
 
 // An API-level generation request.
 struct GenerationRequest {
-  std::string external_id;            // empty = assign one
-  std::vector<int64_t> input_ids;     // raw from the wire; validated against the vocabulary
-  std::optional<std::string> text;    // instead of input_ids, when the model has a tokenizer
+  std::string external_id;          // empty = assign one
+  std::vector<int64_t> input_ids;   // raw from the wire; validated against the vocabulary
+  std::optional<std::string> text;  // instead of input_ids, when the model has a tokenizer
   batching::SamplingParams sampling;
   int32_t priority = 0;
 };

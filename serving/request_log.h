@@ -60,7 +60,7 @@ class RequestLog {
   std::string buffer_;
   bool stop_ = false;
   int64_t dropped_ = 0;
-  std::mutex io_mu_;  // fd_, file_bytes_, spare_
+  std::mutex io_mu_;   // fd_, file_bytes_, spare_
   std::string spare_;  // the buffer being written out
   int fd_ = -1;
   bool owns_fd_ = false;

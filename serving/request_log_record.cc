@@ -26,9 +26,9 @@ size_t FormatIso(int64_t wall_ns, char* out) {
     const time_t secs = static_cast<time_t>(second);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    const int n = std::snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d",
-                                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                tm.tm_min, tm.tm_sec);
+    const int n =
+        std::snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     cached_len = n > 0 ? std::min(static_cast<size_t>(n), sizeof(cached) - 1) : 0;
     cached_second = second;
   }

@@ -29,15 +29,15 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config,
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(config.keepalive_time_ms));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(config.keepalive_time_ms));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                              static_cast<int>(config.keepalive_timeout_ms));
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                              static_cast<int>(config.min_recv_ping_interval_ms));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 
-  server->services_.push_back(
-      std::make_unique<MoeServeService>(gateway, config, MonotonicNanos()));
+  server->services_.push_back(std::make_unique<MoeServeService>(gateway, config, MonotonicNanos()));
   server->services_.push_back(CreateKServeService(gateway, config));
   for (auto& service : server->services_) builder.RegisterService(service.get());
 

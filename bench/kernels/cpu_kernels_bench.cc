@@ -124,9 +124,9 @@ LinearSet MakeLinears(int64_t n, int64_t k, bool rotate) {
 
 struct Routing {
   int tokens = 0;
-  std::vector<int32_t> ids;       // [T, k]
-  std::vector<float> weights;     // [T, k]
-  std::vector<int32_t> offsets;   // [E + 1]
+  std::vector<int32_t> ids;      // [T, k]
+  std::vector<float> weights;    // [T, k]
+  std::vector<int32_t> offsets;  // [E + 1]
   std::vector<int32_t> row_to_token, slot_to_row;
   int distinct = 0;
 };
@@ -282,10 +282,9 @@ void BM_Grouped(benchmark::State& state, const Preset* p, std::string which, int
                         GroupedGemmSwiGluArgs{in.view, r.offsets.data(), experts, out.view}, {})
                     .ok());
     } else {
-      MOE_CHECK(g.backend
-                    ->GroupedGemm(GroupedGemmArgs{in.view, r.offsets.data(), experts, out.view},
-                                  {})
-                    .ok());
+      MOE_CHECK(
+          g.backend->GroupedGemm(GroupedGemmArgs{in.view, r.offsets.data(), experts, out.view}, {})
+              .ok());
     }
     bytes += static_cast<double>(r.distinct) * per_expert;
     flops += 2.0 * rows * static_cast<double>(per_expert) / 2;
@@ -417,9 +416,9 @@ void BM_RowOps(benchmark::State& state, const Preset* p, std::string which, int 
   for (auto _ : state) {
     const Routing& r = routings[i++ % routings.size()];
     if (which == "rmsnorm_add") {
-      MOE_CHECK(g.backend->RmsNorm(RmsNormArgs{x.view, add.view, weight.data(), 1e-6f, out.view},
-                                   {})
-                    .ok());
+      MOE_CHECK(
+          g.backend->RmsNorm(RmsNormArgs{x.view, add.view, weight.data(), 1e-6f, out.view}, {})
+              .ok());
       bytes_step = 5.0 * tokens * h * 2;
     } else if (which == "qk_norm_rope") {
       QkNormRopeArgs a;
@@ -561,9 +560,9 @@ int main(int argc, char** argv) {
       "| peak %s %.1f GFLOP/s (1 thread), %.1f GFLOP/s (%d threads)\n"
       "bw_frac and peak_frac below are fractions of the better of the two (%.1f GB/s, %.1f "
       "GFLOP/s).\n",
-      std::string(CpuIsaName(g.backend->isa())).c_str(), g.threads, bw1 / 1e9, bwn / 1e9,
-      g.threads, g.backend->isa() == CpuIsa::kAvx512Bf16 ? "vdpbf16ps" : "fp32 fma", peak1 / 1e9,
-      peakn / 1e9, g.threads, g.read_bw / 1e9, g.peak / 1e9);
+      std::string(CpuIsaName(g.backend->isa())).c_str(), g.threads, bw1 / 1e9, bwn / 1e9, g.threads,
+      g.backend->isa() == CpuIsa::kAvx512Bf16 ? "vdpbf16ps" : "fp32 fma", peak1 / 1e9, peakn / 1e9,
+      g.threads, g.read_bw / 1e9, g.peak / 1e9);
   std::vector<std::string> list;
   size_t at = 0;
   while (at <= presets.size()) {

@@ -43,9 +43,9 @@ void BM_ObserveDecodeStep(benchmark::State& state) {
   std::vector<int32_t> tokens(48 * 128, 32);
   ExpertLoadDigest digest{tokens.data(), 48, 128, 100, 1.5};
   for (auto _ : state) m->ObserveStep(st, routed ? &digest : nullptr);
-  state.counters["ns_per_token"] = benchmark::Counter(
-      512.0 * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_token"] =
+      benchmark::Counter(512.0 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_ObserveDecodeStep)->Arg(0)->Arg(1);
 

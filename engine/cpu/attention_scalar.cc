@@ -86,9 +86,12 @@ void AttentionScalar(const AttentionArgs& a, const AttentionTile& tile,
 
 AttentionKernel AttentionKernelFor(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512Bf16: return internal::AttentionAvx512;
-    case CpuIsa::kAvx2: return internal::AttentionAvx2;
-    default: return internal::AttentionScalar;
+    case CpuIsa::kAvx512Bf16:
+      return internal::AttentionAvx512;
+    case CpuIsa::kAvx2:
+      return internal::AttentionAvx2;
+    default:
+      return internal::AttentionScalar;
   }
 }
 

@@ -88,9 +88,11 @@ void PvBlockImpl(const Args& pv) {
     const char* vrow = base + pv.slot_of(j) * row_bytes;
     T vv[NC];
     if (full && bf16) {
-      for (int c = 0; c < NC; ++c) vv[c] = V::LoadBf16Full(reinterpret_cast<const uint16_t*>(vrow) + c * L);
+      for (int c = 0; c < NC; ++c)
+        vv[c] = V::LoadBf16Full(reinterpret_cast<const uint16_t*>(vrow) + c * L);
     } else if (full) {
-      for (int c = 0; c < NC; ++c) vv[c] = V::LoadF32Full(reinterpret_cast<const float*>(vrow) + c * L);
+      for (int c = 0; c < NC; ++c)
+        vv[c] = V::LoadF32Full(reinterpret_cast<const float*>(vrow) + c * L);
     } else {
       for (int c = 0; c < NC; ++c) {
         vv[c] = bf16 ? V::LoadBf16(reinterpret_cast<const uint16_t*>(vrow) + c * L, n[c])
@@ -226,8 +228,8 @@ void AttentionTileKernel(const AttentionArgs& a, const AttentionTile& tile,
     T vsum = V::Zero();
     for (int j = 0; j < nkeys; ++j) {
       float* sp = st + static_cast<int64_t>(j) * rpad + v * L;
-      const T e = V::Select(V::InRange(lf, ll, jmin + j), V::Zero(),
-                            V::Exp(V::Sub(V::Load(sp), vmax)));
+      const T e =
+          V::Select(V::InRange(lf, ll, jmin + j), V::Zero(), V::Exp(V::Sub(V::Load(sp), vmax)));
       V::Store(sp, e);
       vsum = V::Add(vsum, e);
     }
@@ -244,11 +246,21 @@ void AttentionTileKernel(const AttentionArgs& a, const AttentionTile& tile,
       const int nh = std::min(4, group - h0);
       for (int c0 = 0; c0 < chunks; c0 += 4) {
         const int nc = std::min(4, chunks - c0);
-        PvArgs pv{&a, slot_of, st + qi * group + h0, rpad, jmin, first[qi], last[qi],
-                  tile.token_begin + qi, tile.kv_head * group + h0, kv_col, c0};
+        PvArgs pv{&a,
+                  slot_of,
+                  st + qi * group + h0,
+                  rpad,
+                  jmin,
+                  first[qi],
+                  last[qi],
+                  tile.token_begin + qi,
+                  tile.kv_head * group + h0,
+                  kv_col,
+                  c0};
+        // clang-format off
         switch (nh * 8 + nc) {
-#define MOE_PV_CASE(NH, NC) \
-  case NH * 8 + NC:         \
+#define MOE_PV_CASE(NH, NC)     \
+  case NH * 8 + NC:             \
     PvBlockImpl<V, NH, NC>(pv); \
     break;
           MOE_PV_CASE(1, 1) MOE_PV_CASE(1, 2) MOE_PV_CASE(1, 3) MOE_PV_CASE(1, 4)
@@ -258,6 +270,7 @@ void AttentionTileKernel(const AttentionArgs& a, const AttentionTile& tile,
 #undef MOE_PV_CASE
           default: break;
         }
+        // clang-format on
       }
     }
   }

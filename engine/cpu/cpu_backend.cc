@@ -58,9 +58,11 @@ CpuBackend::OpTimer::~OpTimer() {
 
 std::vector<CpuBackend::OpStat> CpuBackend::OpStats() const {
   static const char* const kNames[kNumOps] = {
-      "Embed",      "RmsNorm",           "Linear",      "QkNormRope",       "KvWrite",
-      "Attention",  "RouterTopK",        "Permute",     "GroupedGemmSwiGlu", "GroupedGemm",
-      "UnpermuteCombine", "SiluMul",     "GatherRows"};
+      "Embed",       "RmsNorm",          "Linear",
+      "QkNormRope",  "KvWrite",          "Attention",
+      "RouterTopK",  "Permute",          "GroupedGemmSwiGlu",
+      "GroupedGemm", "UnpermuteCombine", "SiluMul",
+      "GatherRows"};
   std::vector<OpStat> stats;
   for (int i = 0; i < kNumOps; ++i) {
     if (op_calls_[i] > 0) stats.push_back({kNames[i], op_calls_[i], op_nanos_[i] * 1e-9});
@@ -120,9 +122,9 @@ Status CpuBackend::Reserve(const BackendLimits& limits) {
   const int64_t h = std::max(limits.hidden, 1);
   const int64_t q_cols = static_cast<int64_t>(limits.num_heads) * limits.head_dim;
   const int64_t k_cols = static_cast<int64_t>(limits.num_kv_heads) * limits.head_dim;
-  const int group = limits.num_kv_heads > 0 ? std::max(1, limits.num_heads / limits.num_kv_heads)
-                                            : 1;
-  int64_t floats = ops::kRmsNormScratchRows * h;                      // norms, combine
+  const int group =
+      limits.num_kv_heads > 0 ? std::max(1, limits.num_heads / limits.num_kv_heads) : 1;
+  int64_t floats = ops::kRmsNormScratchRows * h;                              // norms, combine
   floats = std::max(floats, std::max(q_cols, k_cols) + limits.head_dim + 2);  // q/k norm + rope
   floats = std::max<int64_t>(floats, 3 * std::max(limits.num_experts, 1));    // router
   floats = std::max(floats, AttentionScratchFloats(std::max(limits.max_context, 1), group,
@@ -131,8 +133,8 @@ Status CpuBackend::Reserve(const BackendLimits& limits) {
 
   // Grouped GEMM items: blocks x (one chunk per expert + extra chunks of large experts).
   const int64_t f = std::max<int64_t>(limits.max_intermediate, 1);
-  const int64_t blocks = std::max((f + kHalfBlockCols - 1) / kHalfBlockCols,
-                                  (h + kBlockCols - 1) / kBlockCols);
+  const int64_t blocks =
+      std::max((f + kHalfBlockCols - 1) / kHalfBlockCols, (h + kBlockCols - 1) / kBlockCols);
   const int64_t rows = static_cast<int64_t>(limits.max_tokens) * std::max(limits.top_k, 1);
   gemm_items_.reserve(blocks * (limits.num_experts + rows / kGemmRowChunk + 1));
   attention_tiles_.reserve(static_cast<size_t>(std::max(limits.num_kv_heads, 1)) *
@@ -155,8 +157,7 @@ StatusOr<std::unique_ptr<PackedLinear>> CpuBackend::PackLinear(const LinearSourc
   const PackSource pack = PackSource::Rows(source.row_blocks);
   const size_t bytes = PackedBytes(dtype, rows, cols);
   packed->w = PackedView(pack, dtype, arena_.Allocate(bytes));
-  pool_.Run(packed->w.num_blocks,
-            [&](int64_t b, int) { PackBlocks(pack, packed->w, b, b + 1); });
+  pool_.Run(packed->w.num_blocks, [&](int64_t b, int) { PackBlocks(pack, packed->w, b, b + 1); });
   if (!source.biases.empty()) {
     packed->bias.resize(rows);
     int64_t at = 0;
@@ -247,13 +248,12 @@ Status CpuBackend::Embed(const EmbedArgs& a, Stream) {
   }
   for (int t = 0; t < a.num_tokens; ++t) {
     if (a.token_ids[t] < 0 || a.token_ids[t] >= table->table.rows) {
-      return InvalidArgument("Embed: token id ", a.token_ids[t], " at row ", t,
-                             " outside [0, ", table->table.rows, ")");
+      return InvalidArgument("Embed: token id ", a.token_ids[t], " at row ", t, " outside [0, ",
+                             table->table.rows, ")");
     }
   }
-  ForRows(a.num_tokens, 64, [&](int64_t b, int64_t e, int) {
-    ops::EmbedRows(a, table->table, b, e);
-  });
+  ForRows(a.num_tokens, 64,
+          [&](int64_t b, int64_t e, int) { ops::EmbedRows(a, table->table, b, e); });
   return OkStatus();
 }
 
@@ -264,12 +264,11 @@ Status CpuBackend::RmsNorm(const RmsNormArgs& a, Stream) {
   MOE_RETURN_IF_ERROR(CheckActivation(a.out, "RmsNorm", "out"));
   if (a.x.cols != a.out.cols || a.x.rows != a.out.rows ||
       ops::kRmsNormScratchRows * a.x.cols > scratch_per_thread_) {
-    return InvalidArgument("RmsNorm: x [", a.x.rows, ", ", a.x.cols, "] vs out [", a.out.rows,
-                           ", ", a.out.cols, "] (or wider than Reserve() allowed)");
+    return InvalidArgument("RmsNorm: x [", a.x.rows, ", ", a.x.cols, "] vs out [", a.out.rows, ", ",
+                           a.out.cols, "] (or wider than Reserve() allowed)");
   }
-  ForRows(a.x.rows, 16, [&](int64_t b, int64_t e, int thread) {
-    ops::RmsNormRows(a, b, e, Scratch(thread));
-  });
+  ForRows(a.x.rows, 16,
+          [&](int64_t b, int64_t e, int thread) { ops::RmsNormRows(a, b, e, Scratch(thread)); });
   return OkStatus();
 }
 
@@ -381,9 +380,8 @@ Status CpuBackend::RouterTopK(const RouterTopKArgs& a, Stream) {
   if (3 * a.num_experts > scratch_per_thread_) {
     return InvalidArgument("RouterTopK: more experts than Reserve() allowed");
   }
-  ForRows(a.num_tokens, 16, [&](int64_t b, int64_t e, int thread) {
-    ops::RouterTopKRows(a, b, e, Scratch(thread));
-  });
+  ForRows(a.num_tokens, 16,
+          [&](int64_t b, int64_t e, int thread) { ops::RouterTopKRows(a, b, e, Scratch(thread)); });
   return OkStatus();
 }
 
@@ -439,11 +437,9 @@ Status CpuBackend::RunGrouped(const TensorView& rows, const int32_t* expert_offs
 Status CpuBackend::GroupedGemmSwiGlu(const GroupedGemmSwiGluArgs& a, Stream) {
   const OpTimer timer(this, kGroupedGemmSwiGlu);
   const auto* experts = static_cast<const CpuExperts*>(a.experts);
-  if (experts == nullptr || a.rows.cols != experts->hidden ||
-      a.out.cols != experts->intermediate) {
-    return InvalidArgument("GroupedGemmSwiGlu: rows [", a.rows.rows, ", ", a.rows.cols,
-                           "] / out [", a.out.rows, ", ", a.out.cols,
-                           "] do not match the experts");
+  if (experts == nullptr || a.rows.cols != experts->hidden || a.out.cols != experts->intermediate) {
+    return InvalidArgument("GroupedGemmSwiGlu: rows [", a.rows.rows, ", ", a.rows.cols, "] / out [",
+                           a.out.rows, ", ", a.out.cols, "] do not match the experts");
   }
   return RunGrouped(a.rows, a.expert_offsets, experts->gate_up, GemmEpilogue::kSwiGlu, a.out);
 }
@@ -465,9 +461,8 @@ Status CpuBackend::UnpermuteCombine(const UnpermuteCombineArgs& a, Stream) {
   if (2 * a.out.cols > scratch_per_thread_) {
     return InvalidArgument("UnpermuteCombine: rows wider than Reserve() allowed");
   }
-  ForRows(a.num_tokens, 16, [&](int64_t b, int64_t e, int thread) {
-    ops::CombineRows(a, b, e, Scratch(thread));
-  });
+  ForRows(a.num_tokens, 16,
+          [&](int64_t b, int64_t e, int thread) { ops::CombineRows(a, b, e, Scratch(thread)); });
   return OkStatus();
 }
 

@@ -36,13 +36,13 @@
 namespace moe::engine::cpu {
 
 struct CpuBackendOptions {
-  int num_threads = 0;        // compute threads including the caller; 0 = physical cores
+  int num_threads = 0;         // compute threads including the caller; 0 = physical cores
   CpuIsa isa = CpuIsa::kAuto;  // kernel path; forcing one this CPU lacks is an error
 };
 
 class CpuLinear final : public PackedLinear {
  public:
-  PackedMatrix w;  // in the backend's WeightArena
+  PackedMatrix w;           // in the backend's WeightArena
   std::vector<float> bias;  // [out_features] or empty
 };
 
@@ -126,9 +126,22 @@ class CpuBackend final : public Backend {
   template <typename Fn>
   void ForRows(int64_t n, int64_t rows_per_chunk, Fn&& fn);
 
-  enum OpId { kEmbed, kRmsNorm, kLinear, kQkNormRope, kKvWrite, kAttention, kRouterTopK,
-              kPermute, kGroupedGemmSwiGlu, kGroupedGemm, kUnpermuteCombine, kSiluMul,
-              kGatherRows, kNumOps };
+  enum OpId {
+    kEmbed,
+    kRmsNorm,
+    kLinear,
+    kQkNormRope,
+    kKvWrite,
+    kAttention,
+    kRouterTopK,
+    kPermute,
+    kGroupedGemmSwiGlu,
+    kGroupedGemm,
+    kUnpermuteCombine,
+    kSiluMul,
+    kGatherRows,
+    kNumOps
+  };
   // Times the enclosing op when stats are on.
   class OpTimer {
    public:
@@ -153,10 +166,10 @@ class CpuBackend final : public Backend {
   BackendLimits limits_;
   bool reserved_ = false;
   int64_t scratch_per_thread_ = 0;
-  AlignedBuffer scratch_;                    // [threads][scratch_per_thread_] floats
-  std::vector<GemmItem> gemm_items_;         // capacity fixed by Reserve()
+  AlignedBuffer scratch_;             // [threads][scratch_per_thread_] floats
+  std::vector<GemmItem> gemm_items_;  // capacity fixed by Reserve()
   std::vector<AttentionTile> attention_tiles_;
-  std::vector<int32_t> permute_cursor_;      // [num_experts]
+  std::vector<int32_t> permute_cursor_;  // [num_experts]
   ops::RopeTable rope_;
 };
 

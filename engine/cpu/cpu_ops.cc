@@ -62,9 +62,12 @@ void StoreRowF(const TensorView& v, int64_t r, const float* src) {
 
 inline float RoundTo(DType dtype, float v) {
   switch (dtype) {
-    case DType::kF32: return v;
-    case DType::kBF16: return RoundBf16(v);
-    default: return DispatchFloat(dtype, [&](auto tag) { return RoundAs<decltype(tag)>(v); });
+    case DType::kF32:
+      return v;
+    case DType::kBF16:
+      return RoundBf16(v);
+    default:
+      return DispatchFloat(dtype, [&](auto tag) { return RoundAs<decltype(tag)>(v); });
   }
 }
 
@@ -85,14 +88,30 @@ void SumSquaresN(float* const* v, int64_t n, float* sums) {
 
 void SumSquares(float* const* v, int count, int64_t n, float* sums) {
   switch (count) {
-    case 1: SumSquaresN<1>(v, n, sums); break;
-    case 2: SumSquaresN<2>(v, n, sums); break;
-    case 3: SumSquaresN<3>(v, n, sums); break;
-    case 4: SumSquaresN<4>(v, n, sums); break;
-    case 5: SumSquaresN<5>(v, n, sums); break;
-    case 6: SumSquaresN<6>(v, n, sums); break;
-    case 7: SumSquaresN<7>(v, n, sums); break;
-    default: SumSquaresN<8>(v, n, sums); break;
+    case 1:
+      SumSquaresN<1>(v, n, sums);
+      break;
+    case 2:
+      SumSquaresN<2>(v, n, sums);
+      break;
+    case 3:
+      SumSquaresN<3>(v, n, sums);
+      break;
+    case 4:
+      SumSquaresN<4>(v, n, sums);
+      break;
+    case 5:
+      SumSquaresN<5>(v, n, sums);
+      break;
+    case 6:
+      SumSquaresN<6>(v, n, sums);
+      break;
+    case 7:
+      SumSquaresN<7>(v, n, sums);
+      break;
+    default:
+      SumSquaresN<8>(v, n, sums);
+      break;
   }
 }
 
@@ -197,8 +216,8 @@ void RopeTable::Prepare(int head_dim, float theta) {
   // As ref::RopeInverseFrequencies (float exponent, double pow, float reciprocal).
   for (int i = 0; i < half; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
-    const float base_pow = static_cast<float>(std::pow(static_cast<double>(theta),
-                                                       static_cast<double>(exponent)));
+    const float base_pow =
+        static_cast<float>(std::pow(static_cast<double>(theta), static_cast<double>(exponent)));
     inv_freq_[i] = 1.0f / base_pow;
   }
   for (int p = 0; p < max_positions_; ++p) {
@@ -253,9 +272,8 @@ void QkNormRopeRows(const QkNormRopeArgs& a, const RopeTable& rope, int64_t begi
     StoreRowF(m, t, v);
   };
   for (int64_t t = begin; t < end; ++t) {
-    const float* cs = rope.head_dim() == d && rope.theta() == a.rope_theta
-                          ? rope.Row(a.positions[t])
-                          : nullptr;
+    const float* cs =
+        rope.head_dim() == d && rope.theta() == a.rope_theta ? rope.Row(a.positions[t]) : nullptr;
     if (cs == nullptr) {
       for (int i = 0; i < half; ++i) {
         const float exponent = static_cast<float>(2 * i) / static_cast<float>(d);
@@ -404,8 +422,8 @@ void CombineRows(const UnpermuteCombineArgs& a, int64_t begin, int64_t end, floa
 void EmbedRows(const EmbedArgs& a, TensorView table, int64_t begin, int64_t end) {
   for (int64_t t = begin; t < end; ++t) {
     const int32_t id = a.token_ids[t];
-    MOE_CHECK(id >= 0 && id < table.rows) << "token id " << id << " outside [0, " << table.rows
-                                          << ")";
+    MOE_CHECK(id >= 0 && id < table.rows)
+        << "token id " << id << " outside [0, " << table.rows << ")";
     ConvertRow(table, id, a.out, t);
   }
 }

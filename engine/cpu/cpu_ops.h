@@ -41,8 +41,8 @@ class RopeTable {
 };
 
 // QkNormRope of tokens [begin, end). `scratch` holds max(q cols, k cols) + head_dim floats.
-void QkNormRopeRows(const QkNormRopeArgs& args, const RopeTable& rope, int64_t begin,
-                    int64_t end, float* scratch);
+void QkNormRopeRows(const QkNormRopeArgs& args, const RopeTable& rope, int64_t begin, int64_t end,
+                    float* scratch);
 
 // RouterTopK of tokens [begin, end). `scratch` holds 3 * num_experts floats.
 void RouterTopKRows(const RouterTopKArgs& args, int64_t begin, int64_t end, float* scratch);

@@ -28,10 +28,14 @@ inline float RoundAs(float v) {
 template <typename Fn>
 decltype(auto) DispatchFloat(DType dtype, Fn&& fn) {
   switch (dtype) {
-    case DType::kF32: return fn(float{});
-    case DType::kBF16: return fn(Bf16{});
-    case DType::kF16: return fn(Fp16{});
-    default: break;
+    case DType::kF32:
+      return fn(float{});
+    case DType::kBF16:
+      return fn(Bf16{});
+    case DType::kF16:
+      return fn(Fp16{});
+    default:
+      break;
   }
   MOE_CHECK(false) << "not a float dtype: " << DTypeName(dtype);
   return fn(float{});

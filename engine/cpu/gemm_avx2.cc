@@ -52,7 +52,8 @@ inline void HalfF32(const TA* a, int64_t lda, const char* block, int64_t k, int 
   for (int64_t i = 0; i < k; ++i, w += 64) {
     for (int m = 0; m < MR; ++m) {
       const __m256 av = _mm256_set1_ps(AElem(a + m * lda, i));
-      for (int v = 0; v < 4; ++v) acc[m][v] = _mm256_fmadd_ps(av, _mm256_load_ps(w + 8 * v), acc[m][v]);
+      for (int v = 0; v < 4; ++v)
+        acc[m][v] = _mm256_fmadd_ps(av, _mm256_load_ps(w + 8 * v), acc[m][v]);
     }
   }
 }

@@ -180,12 +180,24 @@ void Gemm(const GemmTask& t) {
     for (int64_t m0 = 0; m0 < m; m0 += kTileRows) {
       const bool prefetch = t.cold && m0 == 0;
       switch (std::min<int64_t>(kTileRows, m - m0)) {
-        case 1: RunTile<1>(t, m0, b, prefetch); break;
-        case 2: RunTile<2>(t, m0, b, prefetch); break;
-        case 3: RunTile<3>(t, m0, b, prefetch); break;
-        case 4: RunTile<4>(t, m0, b, prefetch); break;
-        case 5: RunTile<5>(t, m0, b, prefetch); break;
-        default: RunTile<6>(t, m0, b, prefetch); break;
+        case 1:
+          RunTile<1>(t, m0, b, prefetch);
+          break;
+        case 2:
+          RunTile<2>(t, m0, b, prefetch);
+          break;
+        case 3:
+          RunTile<3>(t, m0, b, prefetch);
+          break;
+        case 4:
+          RunTile<4>(t, m0, b, prefetch);
+          break;
+        case 5:
+          RunTile<5>(t, m0, b, prefetch);
+          break;
+        default:
+          RunTile<6>(t, m0, b, prefetch);
+          break;
       }
     }
   }

@@ -106,25 +106,34 @@ void SiluMulScalar(const TensorView& x, const TensorView& out, int64_t begin, in
 
 SiluMulKernel SiluMulKernelFor(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512Bf16: return internal::SiluMulAvx512;
-    case CpuIsa::kAvx2: return internal::SiluMulAvx2;
-    default: return internal::SiluMulScalar;
+    case CpuIsa::kAvx512Bf16:
+      return internal::SiluMulAvx512;
+    case CpuIsa::kAvx2:
+      return internal::SiluMulAvx2;
+    default:
+      return internal::SiluMulScalar;
   }
 }
 
 GemmKernel GemmKernelFor(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512Bf16: return internal::GemmAvx512;
-    case CpuIsa::kAvx2: return internal::GemmAvx2;
-    default: return internal::GemmScalar;
+    case CpuIsa::kAvx512Bf16:
+      return internal::GemmAvx512;
+    case CpuIsa::kAvx2:
+      return internal::GemmAvx2;
+    default:
+      return internal::GemmScalar;
   }
 }
 
 int GemmTileRows(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAvx512Bf16: return 6;
-    case CpuIsa::kAvx2: return 2;
-    default: return 1;
+    case CpuIsa::kAvx512Bf16:
+      return 6;
+    case CpuIsa::kAvx2:
+      return 2;
+    default:
+      return 1;
   }
 }
 

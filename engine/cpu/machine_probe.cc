@@ -14,8 +14,7 @@ namespace moe::engine::cpu {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 double ReadPassPortable(const char* data, size_t bytes) {
@@ -72,7 +71,8 @@ double MeasureReadBandwidth(size_t bytes, int threads, int reps) {
   for (int r = 0; r <= reps; ++r) {
     const double seconds = TimeThreads(threads, [&](int t) {
       const char* p = data + t * slice;
-      volatile double sink = avx512 ? internal::ReadPassAvx512(p, slice) : ReadPassPortable(p, slice);
+      volatile double sink =
+          avx512 ? internal::ReadPassAvx512(p, slice) : ReadPassPortable(p, slice);
       (void)sink;
     });
     if (r > 0) best = std::max(best, static_cast<double>(bytes) / seconds);
@@ -87,9 +87,15 @@ double MeasurePeakFlops(CpuIsa isa, int threads, double seconds) {
     std::vector<double> flops(threads, 0);
     const double elapsed = TimeThreads(threads, [&](int t) {
       switch (isa) {
-        case CpuIsa::kAvx512Bf16: flops[t] = internal::DpChainsAvx512(iterations); break;
-        case CpuIsa::kAvx2: flops[t] = internal::FmaChainsAvx2(iterations); break;
-        default: flops[t] = ScalarChains(iterations); break;
+        case CpuIsa::kAvx512Bf16:
+          flops[t] = internal::DpChainsAvx512(iterations);
+          break;
+        case CpuIsa::kAvx2:
+          flops[t] = internal::FmaChainsAvx2(iterations);
+          break;
+        default:
+          flops[t] = ScalarChains(iterations);
+          break;
       }
     });
     double total = 0;

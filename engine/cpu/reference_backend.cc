@@ -117,8 +117,8 @@ StatusOr<std::unique_ptr<PackedExperts>> ReferenceBackend::PackExperts(
     CopyConvert({source.gate[e], source.up[e]}, dtype, at);
     char* down_at = at + static_cast<size_t>(2 * f * h) * DTypeSize(dtype);
     CopyConvert({source.down[e]}, dtype, down_at);
-    packed->experts.push_back(ref::ExpertMatrices{
-        TensorView::Contiguous(at, dtype, 2 * f, h), TensorView::Contiguous(down_at, dtype, h, f)});
+    packed->experts.push_back(ref::ExpertMatrices{TensorView::Contiguous(at, dtype, 2 * f, h),
+                                                  TensorView::Contiguous(down_at, dtype, h, f)});
   }
   packed->num_experts = static_cast<int>(num_experts);
   packed->hidden = h;
@@ -200,8 +200,8 @@ Status ReferenceBackend::GroupedGemmSwiGlu(const GroupedGemmSwiGluArgs& a, Strea
 }
 
 Status ReferenceBackend::GroupedGemm(const GroupedGemmArgs& a, Stream) {
-  ref::GroupedGemm(a.h, a.expert_offsets, static_cast<const RefExperts*>(a.experts)->experts,
-                   a.out, pool());
+  ref::GroupedGemm(a.h, a.expert_offsets, static_cast<const RefExperts*>(a.experts)->experts, a.out,
+                   pool());
   return OkStatus();
 }
 

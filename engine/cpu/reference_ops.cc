@@ -93,8 +93,8 @@ void Embed(const int32_t* token_ids, int num_tokens, TensorView table, TensorVie
     std::vector<float> row(table.cols);
     for (int64_t t = begin; t < end; ++t) {
       const int32_t id = token_ids[t];
-      MOE_CHECK(id >= 0 && id < table.rows) << "token id " << id << " outside [0, " << table.rows
-                                            << ")";
+      MOE_CHECK(id >= 0 && id < table.rows)
+          << "token id " << id << " outside [0, " << table.rows << ")";
       LoadRow(table, id, row.data());
       StoreRow(out, t, row.data());
     }
@@ -206,7 +206,8 @@ void Attention(const AttentionArgs& args, float* scratch, int64_t scratch_per_th
       const int s = seq_of[t];
       const int32_t pos = args.positions[t];
       MOE_CHECK_LT(pos, scratch_per_thread) << "position beyond max_context";
-      const int32_t first = args.sliding_window > 0 ? std::max(0, pos - args.sliding_window + 1) : 0;
+      const int32_t first =
+          args.sliding_window > 0 ? std::max(0, pos - args.sliding_window + 1) : 0;
       const int32_t* table = args.block_tables + static_cast<int64_t>(s) * args.max_blocks_per_seq;
       auto slot_of = [&](int32_t j) -> int64_t {
         return static_cast<int64_t>(table[j / bs]) * bs + j % bs;

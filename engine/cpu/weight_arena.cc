@@ -26,8 +26,8 @@ void* WeightArena::Allocate(size_t bytes) {
   if (bytes > left_) {
     // A fresh chunk, 2 MiB aligned: map one huge page more and trim both ends.
     const size_t size = RoundUp(bytes > kChunk / 4 ? bytes : kChunk, kHugePage);
-    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* raw =
+        mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     MOE_CHECK(raw != MAP_FAILED) << "out of memory mapping " << size << " bytes of weights";
     const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
     const uintptr_t aligned = RoundUp(start, kHugePage);

@@ -131,8 +131,9 @@ TEST_P(ForwardInvariance, DecodeStepsMatchPrefillAndThreadCount) {
   for (int pos = 10; pos < 24; ++pos) {
     batching::TokenBatch batch;
     const int other_start = (pos - 10) * 2;
-    ASSERT_TRUE(batch.AddSequence(std::span(other.data() + other_start, 2), other_start,
-                                  Blocks(10, 2), 2).ok());
+    ASSERT_TRUE(
+        batch.AddSequence(std::span(other.data() + other_start, 2), other_start, Blocks(10, 2), 2)
+            .ok());
     ASSERT_TRUE(batch.AddSequence(std::span(tokens.data() + pos, 1), pos, Blocks(0, 2), 0).ok());
     std::vector<float> logits(one.vocab);
     ASSERT_TRUE(one.model->Forward(batch, *one.cache, logits.data()).ok());
@@ -191,7 +192,8 @@ TEST(ModelForward, DynamicRoutingRunsAndDiffersFromTopK) {
   std::vector<float> logits(dynamic.vocab);
   RoutingTrace trace;
   ASSERT_TRUE(dynamic.model->Forward(batch, *dynamic.cache, logits.data(), &trace).ok());
-  const int unused = static_cast<int>(std::count(trace.expert_ids.begin(), trace.expert_ids.end(), -1));
+  const int unused =
+      static_cast<int>(std::count(trace.expert_ids.begin(), trace.expert_ids.end(), -1));
   EXPECT_GT(unused, 0);
 }
 

@@ -289,8 +289,7 @@ TEST_F(MoeServeServiceTest, ConcurrentStreamsAllComplete) {
     EXPECT_TRUE(results[i].status.ok());
     EXPECT_EQ(results[i].tokens.size(), 8u);
     // Batch invariance: the same prompt alone gives the same tokens.
-    const auto alone =
-        Generate(*stub_, Greedy({static_cast<uint32_t>(10 + i), 11, 12}, 8, false));
+    const auto alone = Generate(*stub_, Greedy({static_cast<uint32_t>(10 + i), 11, 12}, 8, false));
     EXPECT_EQ(results[i].tokens, alone.tokens) << "request " << i;
   }
 }

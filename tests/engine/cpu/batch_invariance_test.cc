@@ -29,8 +29,7 @@ struct MoeSources {
 
   explicit MoeSources(std::mt19937& rng) {
     auto add = [&](int rows, int cols, float stddev) {
-      tensors.push_back(
-          std::make_unique<FakeTensor>("t", DType::kBF16, rows, cols, rng, stddev));
+      tensors.push_back(std::make_unique<FakeTensor>("t", DType::kBF16, rows, cols, rng, stddev));
       return &tensors.back()->entry;
     };
     router.row_blocks = {add(kExperts, kHidden, 0.2f)};

@@ -16,9 +16,9 @@ struct LinearShape {
 };
 
 const LinearShape kLinearShapes[] = {
-    {0, 64, 64, false, false},  {1, 64, 64, false, false},   {1, 33, 70, true, false},
-    {3, 17, 1, false, false},   {5, 257, 130, true, true},    {7, 1024, 96, false, false},
-    {64, 128, 192, false, true}, {69, 96, 64, true, false},   {130, 64, 65, false, false},
+    {0, 64, 64, false, false},   {1, 64, 64, false, false}, {1, 33, 70, true, false},
+    {3, 17, 1, false, false},    {5, 257, 130, true, true}, {7, 1024, 96, false, false},
+    {64, 128, 192, false, true}, {69, 96, 64, true, false}, {130, 64, 65, false, false},
 };
 
 class CpuKernelsTest : public ::testing::TestWithParam<CpuIsa> {
@@ -51,9 +51,9 @@ TEST_P(CpuKernelsTest, LinearMatchesReference) {
               cpu->Linear(LinearArgs{xv, packed_cpu->get(), got.view.ColRange(0, s.n)}, {}).ok());
           ASSERT_TRUE(
               ref.Linear(LinearArgs{xv, packed_ref->get(), want.view.ColRange(0, s.n)}, {}).ok());
-          SCOPED_TRACE(::testing::Message() << "t=" << s.t << " k=" << s.k << " n=" << s.n
-                                            << " w=" << DTypeName(wdt) << " act="
-                                            << DTypeName(act) << " out=" << DTypeName(out_dtype));
+          SCOPED_TRACE(::testing::Message()
+                       << "t=" << s.t << " k=" << s.k << " n=" << s.n << " w=" << DTypeName(wdt)
+                       << " act=" << DTypeName(act) << " out=" << DTypeName(out_dtype));
           if (isa == CpuIsa::kScalar) {
             for (int r = 0; r < s.t; ++r) EXPECT_TRUE(BitEqualRows(got.view, r, want.view, r));
           } else {
@@ -90,14 +90,14 @@ TEST_P(CpuKernelsTest, GroupedGemmsMatchReference) {
       std::vector<std::unique_ptr<FakeTensor>> tensors;
       ExpertsSource source;
       for (int e = 0; e < e_count; ++e) {
-        tensors.push_back(std::make_unique<FakeTensor>("g", wdt, s.intermediate, s.hidden, rng_,
-                                                       0.08f));
+        tensors.push_back(
+            std::make_unique<FakeTensor>("g", wdt, s.intermediate, s.hidden, rng_, 0.08f));
         source.gate.push_back(&tensors.back()->entry);
-        tensors.push_back(std::make_unique<FakeTensor>("u", wdt, s.intermediate, s.hidden, rng_,
-                                                       0.08f));
+        tensors.push_back(
+            std::make_unique<FakeTensor>("u", wdt, s.intermediate, s.hidden, rng_, 0.08f));
         source.up.push_back(&tensors.back()->entry);
-        tensors.push_back(std::make_unique<FakeTensor>("d", wdt, s.hidden, s.intermediate, rng_,
-                                                       0.08f));
+        tensors.push_back(
+            std::make_unique<FakeTensor>("d", wdt, s.hidden, s.intermediate, rng_, 0.08f));
         source.down.push_back(&tensors.back()->entry);
       }
       auto packed_cpu = cpu->PackExperts(source);
@@ -108,9 +108,9 @@ TEST_P(CpuKernelsTest, GroupedGemmsMatchReference) {
       for (int e = 0; e < e_count; ++e) offsets[e + 1] = offsets[e] + s.counts[e];
       const int total = offsets[e_count];
       for (DType act : {DType::kF32, DType::kBF16}) {
-        SCOPED_TRACE(::testing::Message() << "h=" << s.hidden << " f=" << s.intermediate
-                                          << " rows=" << total << " w=" << DTypeName(wdt)
-                                          << " act=" << DTypeName(act));
+        SCOPED_TRACE(::testing::Message()
+                     << "h=" << s.hidden << " f=" << s.intermediate << " rows=" << total
+                     << " w=" << DTypeName(wdt) << " act=" << DTypeName(act));
         HostMatrix rows(act, total, s.hidden);
         rows.Randomize(rng_);
         HostMatrix h_got(act, total, s.intermediate), h_want(act, total, s.intermediate);
@@ -124,14 +124,14 @@ TEST_P(CpuKernelsTest, GroupedGemmsMatchReference) {
                         .ok());
         // Down projection from the same input (the reference's h) so errors do not compound.
         HostMatrix y_got(act, total, s.hidden), y_want(act, total, s.hidden);
-        ASSERT_TRUE(cpu->GroupedGemm(GroupedGemmArgs{h_want.view, offsets.data(),
-                                                     packed_cpu->get(), y_got.view},
-                                     {})
-                        .ok());
-        ASSERT_TRUE(ref.GroupedGemm(GroupedGemmArgs{h_want.view, offsets.data(),
-                                                    packed_ref->get(), y_want.view},
-                                    {})
-                        .ok());
+        ASSERT_TRUE(
+            cpu->GroupedGemm(
+                   GroupedGemmArgs{h_want.view, offsets.data(), packed_cpu->get(), y_got.view}, {})
+                .ok());
+        ASSERT_TRUE(
+            ref.GroupedGemm(
+                   GroupedGemmArgs{h_want.view, offsets.data(), packed_ref->get(), y_want.view}, {})
+                .ok());
         if (isa == CpuIsa::kScalar) {
           for (int r = 0; r < total; ++r) {
             EXPECT_TRUE(BitEqualRows(h_got.view, r, h_want.view, r));

@@ -132,8 +132,8 @@ TEST_P(CpuModelTest, BatchAndChunkInvariantLogits) {
     for (int s = 0; s < 4; ++s) {
       const auto p = s == 2 ? prompt : Prompt(5 + 11 * s, 10 + s);
       if (s == 2) target_first = batch.num_tokens();
-      ASSERT_TRUE(batch.AddSequence(p, 0, Blocks(cpu, s), s == 2 ? 0 : static_cast<int>(p.size()))
-                      .ok());
+      ASSERT_TRUE(
+          batch.AddSequence(p, 0, Blocks(cpu, s), s == 2 ? 0 : static_cast<int>(p.size())).ok());
     }
     std::vector<float> logits(prompt.size() * vocab);
     ASSERT_TRUE(cpu.model->Forward(batch, *cpu.cache, logits.data()).ok());

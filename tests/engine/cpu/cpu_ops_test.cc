@@ -59,8 +59,8 @@ TEST_P(CpuOpsTest, RmsNormMatchesReferenceExactly) {
 }
 
 TEST_P(CpuOpsTest, QkNormRopeMatchesReferenceExactly) {
-  for (auto norm : {model::QkNormKind::kNone, model::QkNormKind::kPerHead,
-                    model::QkNormKind::kFull}) {
+  for (auto norm :
+       {model::QkNormKind::kNone, model::QkNormKind::kPerHead, model::QkNormKind::kFull}) {
     for (DType act : {DType::kF32, DType::kBF16}) {
       const int t = 9, heads = 8, kv_heads = 2, d = 64;
       // q and k are column windows of one fused qkv matrix, as the model passes them.
@@ -164,17 +164,17 @@ TEST_P(CpuOpsTest, PermuteAndCombineMatchReferenceExactly) {
       x.Randomize(rng_);
       const int cap = std::max(t * k, 1);
       HostMatrix rows_got(DType::kBF16, cap, h), rows_want(DType::kBF16, cap, h);
-      std::vector<int32_t> off_got(experts + 1), off_want(experts + 1), r2t_got(cap),
-          r2t_want(cap), s2r_got(cap), s2r_want(cap);
+      std::vector<int32_t> off_got(experts + 1), off_want(experts + 1), r2t_got(cap), r2t_want(cap),
+          s2r_got(cap), s2r_want(cap);
       auto permute = [&](HostMatrix& rows, int32_t* off, int32_t* r2t, int32_t* s2r) {
         return PermuteArgs{x.view, ids.data(), t, k, experts, rows.view, off, r2t, s2r};
       };
-      ASSERT_TRUE(cpu_->Permute(permute(rows_got, off_got.data(), r2t_got.data(),
-                                        s2r_got.data()), {})
-                      .ok());
-      ASSERT_TRUE(ref_.Permute(permute(rows_want, off_want.data(), r2t_want.data(),
-                                       s2r_want.data()), {})
-                      .ok());
+      ASSERT_TRUE(
+          cpu_->Permute(permute(rows_got, off_got.data(), r2t_got.data(), s2r_got.data()), {})
+              .ok());
+      ASSERT_TRUE(
+          ref_.Permute(permute(rows_want, off_want.data(), r2t_want.data(), s2r_want.data()), {})
+              .ok());
       EXPECT_EQ(off_got, off_want);
       const int total = off_want[experts];
       EXPECT_TRUE(Equal(rows_got, rows_want, total));

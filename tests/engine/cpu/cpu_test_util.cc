@@ -99,7 +99,8 @@ Tolerance ToleranceFor(DType out_dtype, CpuIsa isa) {
   int bad = 0;
   for (int64_t r = 0; r < rows; ++r) {
     float row_max = 0.f;
-    for (int64_t c = 0; c < want.view.cols; ++c) row_max = std::max(row_max, std::fabs(want.Get(r, c)));
+    for (int64_t c = 0; c < want.view.cols; ++c)
+      row_max = std::max(row_max, std::fabs(want.Get(r, c)));
     for (int64_t c = 0; c < want.view.cols; ++c) {
       const float g = got.Get(r, c);
       const float w = want.Get(r, c);
@@ -122,16 +123,15 @@ Tolerance ToleranceFor(DType out_dtype, CpuIsa isa) {
   if (a.dtype != b.dtype || a.cols != b.cols) {
     return ::testing::AssertionFailure() << "views differ in dtype or width";
   }
-  if (std::memcmp(a.Row(row_a), b.Row(row_b), static_cast<size_t>(a.cols) * a.ElementSize()) ==
-      0) {
+  if (std::memcmp(a.Row(row_a), b.Row(row_b), static_cast<size_t>(a.cols) * a.ElementSize()) == 0) {
     return ::testing::AssertionSuccess();
   }
   for (int64_t c = 0; c < a.cols; ++c) {
     if (std::memcmp(static_cast<const char*>(a.Row(row_a)) + c * a.ElementSize(),
                     static_cast<const char*>(b.Row(row_b)) + c * b.ElementSize(),
                     a.ElementSize()) != 0) {
-      return ::testing::AssertionFailure() << "rows " << row_a << " and " << row_b
-                                           << " first differ at column " << c;
+      return ::testing::AssertionFailure()
+             << "rows " << row_a << " and " << row_b << " first differ at column " << c;
     }
   }
   return ::testing::AssertionFailure() << "rows differ";

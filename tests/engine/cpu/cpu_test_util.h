@@ -40,8 +40,8 @@ struct FakeTensor {
   HostMatrix matrix;
   model::TensorEntry entry;
 
-  FakeTensor(const std::string& name, DType dtype, int64_t rows, int64_t cols,
-             std::mt19937& rng, float stddev);
+  FakeTensor(const std::string& name, DType dtype, int64_t rows, int64_t cols, std::mt19937& rng,
+             float stddev);
   // 1-D [n].
   FakeTensor(const std::string& name, DType dtype, int64_t n, std::mt19937& rng, float stddev);
 };

@@ -32,7 +32,8 @@ TEST(WorkPoolTest, ManyQuickJobsAndThreadCap) {
   for (int j = 0; j < 20000; ++j) pool.Run(3, [&](int64_t i, int) { sum.fetch_add(i); });
   EXPECT_EQ(sum.load(), 20000 * 3);
   std::atomic<int> max_thread{0};
-  pool.Run(100, [&](int64_t, int t) { max_thread = std::max(max_thread.load(), t); }, 1);
+  pool.Run(
+      100, [&](int64_t, int t) { max_thread = std::max(max_thread.load(), t); }, 1);
   EXPECT_EQ(max_thread.load(), 0);
 }
 
