@@ -27,6 +27,10 @@ void RuntimeOptions::Register(CLI::App& cmd, bool model_required) {
   cmd.add_option("--grouped-gemm", grouped_gemm,
                  "CUDA MoE GEMM: cublas (baseline) | custom (tensor-core kernel)")
       ->check(CLI::IsMember({"cublas", "custom"}));
+  cmd.add_option("--router-top-p", router_top_p,
+                 "dynamic routing: each token keeps the fewest top experts whose router mass "
+                 "reaches this (at most top-k; 0 = plain top-k)")
+      ->check(CLI::Range(0.0, 1.0));
   cmd.add_option("--max-context", max_context,
                  "longest sequence, prompt + output (0 = min(model limit, 4096))")
       ->check(CLI::NonNegativeNumber);
@@ -103,6 +107,7 @@ StatusOr<std::unique_ptr<ModelSession>> OpenSession(const RuntimeOptions& option
   runtime.activation_dtype = options.activations == "f32" ? DType::kF32 : DType::kBF16;
   runtime.max_tokens = limits.max_tokens;
   runtime.max_seqs = limits.max_seqs;
+  runtime.router_top_p = options.router_top_p;
   runtime.max_logit_rows = limits.max_logit_rows > 0 ? limits.max_logit_rows : limits.max_seqs;
   runtime.block_size = limits.block_size;
   runtime.max_context = options.max_context > 0 ? options.max_context

@@ -26,6 +26,7 @@ struct RuntimeOptions {
   bool deterministic = false;           // CUDA: batch-invariant kernels (the CPU always is)
   std::string grouped_gemm = "cublas";  // CUDA MoE GEMM: cublas | custom
   int max_context = 0;                  // 0 = min(model max_position_embeddings, 4096)
+  float router_top_p = 0.f;  // dynamic routing: experts per token up to this mass (0 = off)
 
   void Register(CLI::App& cmd, bool model_required = true);
 };
