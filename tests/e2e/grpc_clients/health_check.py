@@ -90,6 +90,45 @@ def server_ready(channel, timeout=5.0):
     return grpc.StatusCode.OK, bool(decode_enum_field1(response))
 
 
+def reflection_services(channel, timeout=5.0):
+    """Service names listed by server reflection (grpc.reflection.v1alpha, what gRPC 1.51 serves):
+    ServerReflectionRequest { string list_services = 7; } -> ServerReflectionResponse
+    { ListServiceResponse list_services_response = 6 { repeated ServiceResponse service = 1
+    { string name = 1; } } }."""
+    call = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    responses = list(call(iter([b"\x3a\x01*"]), timeout=timeout))
+    names = []
+    for data in responses:
+        for field, payload in _fields(data):
+            if field != 6:
+                continue
+            for f2, service in _fields(payload):
+                if f2 == 1:
+                    names += [p.decode("utf-8") for f3, p in _fields(service) if f3 == 1]
+    return names
+
+
+def _fields(data):
+    """(field number, bytes) of the length-delimited fields of a message."""
+    pos, out = 0, []
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = _read_varint(data, pos)
+            out.append((field, data[pos:pos + length]))
+            pos += length
+        elif wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError("unexpected wire type %d" % wire)
+    return out
+
+
 def selftest():
     assert encode_health_request("") == b""
     assert encode_health_request("ab") == b"\x0a\x02ab"

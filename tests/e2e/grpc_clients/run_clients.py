@@ -137,6 +137,10 @@ def run(args):
         expect(code == grpc.StatusCode.NOT_FOUND, "health of an unknown service is NOT_FOUND")
         code, ready = health_check.server_ready(channel)
         expect(code == grpc.StatusCode.OK and ready, "KServe ServerReady true")
+        services = health_check.reflection_services(channel)
+        expect(all(s in services for s in ("moeserve.v1.MoeServe", "inference.GRPCInferenceService",
+                                           "grpc.health.v1.Health")),
+               "server reflection lists the services (%s)" % ", ".join(services))
 
         client = subprocess.run(
             [node, os.path.join(HERE, "node_client.js"), "--address", address,
