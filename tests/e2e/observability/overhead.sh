@@ -11,6 +11,7 @@ set -euo pipefail
 BIN=${1:-build/bin/moeserve}
 ROUNDS=${2:-3}
 PROMPTS=${3:-2048}
+OUTPUT_LEN=${OUTPUT_LEN:-1024}  # tokens per request (short requests weigh the per-request work)
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 WORK=$(mktemp -d)
@@ -51,7 +52,7 @@ round() {
   local s0 s1
   s0=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   taskset -c "$CLIENT_CORE" "$BIN" bench serve --port "$port" --no-progress --json "$WORK/r.json" \
-    --num-prompts "$PROMPTS" --random-input-len 32 --random-output-len 1024 --ignore-eos \
+    --num-prompts "$PROMPTS" --random-input-len 32 --random-output-len "$OUTPUT_LEN" --ignore-eos \
     --concurrency 512 > /dev/null
   s1=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   if [ -n "$SCRAPER_PID" ]; then kill "$SCRAPER_PID"; wait "$SCRAPER_PID" 2>/dev/null || true; SCRAPER_PID=""; fi
