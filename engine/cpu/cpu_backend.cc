@@ -90,25 +90,6 @@ void CpuBackend::ForRows(int64_t n, int64_t rows_per_chunk, Fn&& fn) {
 // ---------------------------------------------------------------------------------------------
 // Memory.
 
-StatusOr<std::unique_ptr<Buffer>> CpuBackend::Allocate(size_t bytes) {
-  return std::unique_ptr<Buffer>(new HostBuffer(bytes));
-}
-
-Status CpuBackend::CopyToDevice(void* dst, const void* src, size_t bytes, Stream) {
-  if (bytes > 0) std::memcpy(dst, src, bytes);
-  return OkStatus();
-}
-
-Status CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes, Stream) {
-  if (bytes > 0) std::memcpy(dst, src, bytes);
-  return OkStatus();
-}
-
-Status CpuBackend::Fill(void* dst, uint8_t byte, size_t bytes, Stream) {
-  if (bytes > 0) std::memset(dst, byte, bytes);
-  return OkStatus();
-}
-
 void CpuBackend::EnsureScratch(int64_t floats) {
   floats = (floats + 15) / 16 * 16;
   if (floats <= scratch_per_thread_) return;

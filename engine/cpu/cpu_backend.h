@@ -29,6 +29,7 @@
 #include "engine/cpu/cpu_features.h"
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/gemm.h"
+#include "engine/cpu/host_backend.h"
 #include "engine/cpu/packed_matrix.h"
 #include "engine/cpu/weight_arena.h"
 #include "engine/cpu/work_pool.h"
@@ -58,13 +59,12 @@ class CpuEmbedding final : public PackedEmbedding {
   TensorView table;  // [vocab, hidden] in the checkpoint dtype
 };
 
-class CpuBackend final : public Backend {
+class CpuBackend final : public HostBackend {
  public:
   static StatusOr<std::unique_ptr<CpuBackend>> Create(const CpuBackendOptions& options);
   ~CpuBackend() override;
 
   std::string Name() const override { return "cpu"; }
-  bool HostAddressable() const override { return true; }
   CpuIsa isa() const { return isa_; }
   int num_threads() const { return pool_.num_threads(); }
 
@@ -78,11 +78,6 @@ class CpuBackend final : public Backend {
   std::vector<OpStat> OpStats() const;
   void ResetOpStats();
 
-  StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override;
-  Status CopyToDevice(void* dst, const void* src, size_t bytes, Stream stream) override;
-  Status CopyToHost(void* dst, const void* src, size_t bytes, Stream stream) override;
-  Status Fill(void* dst, uint8_t byte, size_t bytes, Stream stream) override;
-  Status Synchronize(Stream stream) override { return OkStatus(); }
   Status Reserve(const BackendLimits& limits) override;
 
   StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const LinearSource& source) override;

@@ -18,8 +18,6 @@ DType CommonDType(const std::vector<const model::TensorEntry*>& tensors) {
 
 }  // namespace
 
-HostBuffer::HostBuffer(size_t bytes) : storage_(bytes) {}
-
 void CopyConvert(const std::vector<const model::TensorEntry*>& tensors, DType dtype, void* dst) {
   char* out = static_cast<char*>(dst);
   const size_t out_size = DTypeSize(dtype);
@@ -44,25 +42,6 @@ void CopyConvert(const std::vector<const model::TensorEntry*>& tensors, DType dt
 
 ReferenceBackend::ReferenceBackend(int num_threads)
     : pool_(std::make_unique<ThreadPool>(num_threads)) {}
-
-StatusOr<std::unique_ptr<Buffer>> ReferenceBackend::Allocate(size_t bytes) {
-  return std::unique_ptr<Buffer>(new HostBuffer(bytes));
-}
-
-Status ReferenceBackend::CopyToDevice(void* dst, const void* src, size_t bytes, Stream) {
-  if (bytes > 0) std::memcpy(dst, src, bytes);
-  return OkStatus();
-}
-
-Status ReferenceBackend::CopyToHost(void* dst, const void* src, size_t bytes, Stream) {
-  if (bytes > 0) std::memcpy(dst, src, bytes);
-  return OkStatus();
-}
-
-Status ReferenceBackend::Fill(void* dst, uint8_t byte, size_t bytes, Stream) {
-  if (bytes > 0) std::memset(dst, byte, bytes);
-  return OkStatus();
-}
 
 Status ReferenceBackend::Reserve(const BackendLimits& limits) {
   limits_ = limits;

@@ -10,19 +10,10 @@
 #include "core/aligned_buffer.h"
 #include "core/thread_pool.h"
 #include "engine/backend.h"
+#include "engine/cpu/host_backend.h"
 #include "engine/cpu/reference_ops.h"
 
 namespace moe::engine::cpu {
-
-class HostBuffer final : public Buffer {
- public:
-  explicit HostBuffer(size_t bytes);
-  void* data() const override { return storage_.data(); }
-  size_t size() const override { return storage_.size(); }
-
- private:
-  AlignedBuffer storage_;
-};
 
 // Reference weights: row-major copies in one dtype (the checkpoint's when all parts agree,
 // otherwise F32).
@@ -45,19 +36,12 @@ class RefEmbedding final : public PackedEmbedding {
   TensorView table;  // [vocab, hidden]
 };
 
-class ReferenceBackend : public Backend {
+class ReferenceBackend : public HostBackend {
  public:
   // `num_threads` = 1 runs everything on the calling thread.
   explicit ReferenceBackend(int num_threads);
 
   std::string Name() const override { return "reference"; }
-  bool HostAddressable() const override { return true; }
-
-  StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override;
-  Status CopyToDevice(void* dst, const void* src, size_t bytes, Stream stream) override;
-  Status CopyToHost(void* dst, const void* src, size_t bytes, Stream stream) override;
-  Status Fill(void* dst, uint8_t byte, size_t bytes, Stream stream) override;
-  Status Synchronize(Stream stream) override { return OkStatus(); }
   Status Reserve(const BackendLimits& limits) override;
 
   StatusOr<std::unique_ptr<PackedLinear>> PackLinear(const LinearSource& source) override;
