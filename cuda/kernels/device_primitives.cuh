@@ -1,11 +1,27 @@
 // Device building blocks shared by the MoE kernels: cp.async, ldmatrix and mma.sync wrappers
-// (sm_80+), bf16 packing, warp/block scans and vectorized element access. Device code only.
+// (sm_80+), bf16 packing, warp/block scans and vectorized element access, plus the two
+// spellings that differ between nvcc and the CPU emulator (cuda/emu, MOE_CUDA_EMULATION):
+// kernel launches and dynamic shared memory. Device code only.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+// MOE_LAUNCH(grid, block, smem, stream, kernel)(args...) launches `kernel`; the kernel comes last
+// so that template arguments with commas need no parentheses.
+// MOE_DYNAMIC_SMEM(type, name) declares the block's dynamic shared memory as `name` (128-byte
+// aligned), usable as an array of `type`.
+#if defined(MOE_CUDA_EMULATION)
+#define MOE_LAUNCH(grid, block, smem, stream, ...) \
+  ::moe::cuda::emu::Launch(__VA_ARGS__, dim3(grid), dim3(block), smem, stream)
+#define MOE_DYNAMIC_SMEM(type, name) \
+  type* const name = reinterpret_cast<type*>(::moe::cuda::emu::DynamicSmem())
+#else
+#define MOE_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+#define MOE_DYNAMIC_SMEM(type, name) extern __shared__ __align__(128) type name[]
+#endif
 
 namespace moe::cuda::kernel {
 
@@ -15,6 +31,23 @@ __device__ __forceinline__ uint32_t SmemAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+#if defined(MOE_CUDA_EMULATION)
+__device__ __forceinline__ void CpAsync16(uint32_t smem_dst, const void* global_src, bool valid) {
+  ::moe::cuda::emu::CpAsync(smem_dst, global_src, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void CpAsyncCommit() { ::moe::cuda::emu::CpAsyncCommit(); }
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  ::moe::cuda::emu::CpAsyncWait(kPending);
+}
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t smem_addr) {
+  ::moe::cuda::emu::LdMatrixX4(r, smem_addr);
+}
+__device__ __forceinline__ void MmaBf16M16N8K16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                uint32_t b1) {
+  ::moe::cuda::emu::MmaBf16M16N8K16(d, a, b0, b1);
+}
+#else
 // 16-byte global -> shared copy that bypasses L1; when !valid nothing is read and the 16 bytes
 // are zero-filled (src must still be a mapped address; callers pass the tensor base).
 __device__ __forceinline__ void CpAsync16(uint32_t smem_dst, const void* global_src, bool valid) {
@@ -53,6 +86,7 @@ __device__ __forceinline__ void MmaBf16M16N8K16(float (&d)[4], const uint32_t (&
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif  // MOE_CUDA_EMULATION
 
 // Two floats rounded to nearest-even bf16, low half = lo.
 __device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {

@@ -16,13 +16,15 @@ cudaError_t Launch(const kernel::FixedGemmParams& p, Config config, int64_t m_ti
   if (config == Config::kSmall) {
     constexpr int kBM = 8, kBN = 128;
     const dim3 grid(static_cast<unsigned>(m_tiles_small), static_cast<unsigned>(CeilDiv(p.n, kBN)));
-    kernel::FixedOrderGemmKernel<TA, TOut, kSwiGlu, kBM, kBN, 1, 4>
-        <<<grid, kernel::kFixedGemmThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kFixedGemmThreads, 0, stream,
+               kernel::FixedOrderGemmKernel<TA, TOut, kSwiGlu, kBM, kBN, 1, 4>)
+    (p);
   } else {
     constexpr int kBM = 64, kBN = 64;
     const dim3 grid(static_cast<unsigned>(m_tiles_large), static_cast<unsigned>(CeilDiv(p.n, kBN)));
-    kernel::FixedOrderGemmKernel<TA, TOut, kSwiGlu, kBM, kBN, 4, 4>
-        <<<grid, kernel::kFixedGemmThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kFixedGemmThreads, 0, stream,
+               kernel::FixedOrderGemmKernel<TA, TOut, kSwiGlu, kBM, kBN, 4, 4>)
+    (p);
   }
   return cudaGetLastError();
 }

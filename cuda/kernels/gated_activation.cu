@@ -15,11 +15,13 @@ template <typename TIn, typename TOut>
 cudaError_t LaunchGated(const kernel::GatedActivationParams& p, bool interleaved, dim3 grid,
                         cudaStream_t stream) {
   if (interleaved) {
-    kernel::GatedActivationKernel<TIn, TOut, true>
-        <<<grid, kernel::kElementwiseThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kElementwiseThreads, 0, stream,
+               kernel::GatedActivationKernel<TIn, TOut, true>)
+    (p);
   } else {
-    kernel::GatedActivationKernel<TIn, TOut, false>
-        <<<grid, kernel::kElementwiseThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kElementwiseThreads, 0, stream,
+               kernel::GatedActivationKernel<TIn, TOut, false>)
+    (p);
   }
   return cudaGetLastError();
 }
@@ -75,10 +77,12 @@ cudaError_t AddBiasConvert(const AddBiasConvertProblem& problem, const float* in
   p.out_stride = problem.out_stride == 0 ? problem.cols : problem.out_stride;
   const dim3 grid = Grid(problem.num_rows, problem.cols);
   if (problem.out_dtype == DType::kF32) {
-    kernel::AddBiasConvertKernel<float><<<grid, kernel::kElementwiseThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kElementwiseThreads, 0, stream, kernel::AddBiasConvertKernel<float>)
+    (p);
   } else {
-    kernel::AddBiasConvertKernel<__nv_bfloat16>
-        <<<grid, kernel::kElementwiseThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kElementwiseThreads, 0, stream,
+               kernel::AddBiasConvertKernel<__nv_bfloat16>)
+    (p);
   }
   return cudaGetLastError();
 }

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWM* kWN * 32, kMinBlocks)
   static_assert(kRowsPerPass % 8 == 0, "copy passes must keep the swizzle phase");
   static_assert(kStages >= 2, "pipeline needs at least two stages");
 
-  extern __shared__ __align__(128) unsigned char smem[];
+  MOE_DYNAMIC_SMEM(unsigned char, smem);
   int32_t* s_offsets = reinterpret_cast<int32_t*>(smem + kStages * kStageBytes);  // [E + 1]
   int32_t* s_prefix = s_offsets + p.num_experts + 1;                              // [E + 1]
 
@@ -315,7 +315,8 @@ cudaError_t LaunchGroupedGemmConfig(const internal::GroupedGemmLaunch& l, cudaSt
   p.n = l.n;
   p.k = l.k;
   p.num_n_tiles = num_n_tiles;
-  kernel_fn<<<static_cast<unsigned>(grid), kThreads, static_cast<size_t>(smem), stream>>>(p);
+  MOE_LAUNCH(static_cast<unsigned>(grid), kThreads, static_cast<size_t>(smem), stream, kernel_fn)
+  (p);
   return cudaGetLastError();
 }
 

@@ -75,11 +75,11 @@ cublasStatus_t CublasGroupedGemm(cublasHandle_t handle, const CublasGroupedGemmP
   auto** w_ptrs = static_cast<const void**>(workspace);
   const void** a_ptrs = w_ptrs + num_experts;
   void** out_ptrs = const_cast<void**>(a_ptrs + num_experts);
-  kernel::BuildGroupedPointersKernel<<<1, kGroupedGemmMaxExperts, 0, stream>>>(
-      buffers.expert_offsets, num_experts, reinterpret_cast<const __nv_bfloat16*>(buffers.a), lda,
-      reinterpret_cast<const __nv_bfloat16*>(buffers.weights),
-      static_cast<int64_t>(problem.n) * problem.k, reinterpret_cast<__nv_bfloat16*>(buffers.out),
-      ldc, w_ptrs, a_ptrs, out_ptrs);
+  MOE_LAUNCH(1, kGroupedGemmMaxExperts, 0, stream, kernel::BuildGroupedPointersKernel)
+  (buffers.expert_offsets, num_experts, reinterpret_cast<const __nv_bfloat16*>(buffers.a), lda,
+   reinterpret_cast<const __nv_bfloat16*>(buffers.weights),
+   static_cast<int64_t>(problem.n) * problem.k, reinterpret_cast<__nv_bfloat16*>(buffers.out), ldc,
+   w_ptrs, a_ptrs, out_ptrs);
   if (cudaGetLastError() != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
   cublasStatus_t status = cublasSetStream(handle, stream);
   if (status != CUBLAS_STATUS_SUCCESS) return status;

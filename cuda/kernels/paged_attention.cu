@@ -18,7 +18,7 @@ cudaError_t Launch(const kernel::PagedAttentionParams& p, dim3 grid, size_t smem
                                                  static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  fn<<<grid, kernel::kAttentionThreads, smem, stream>>>(p);
+  MOE_LAUNCH(grid, kernel::kAttentionThreads, smem, stream, fn)(p);
   return cudaGetLastError();
 }
 
@@ -109,8 +109,8 @@ cudaError_t PagedAttention(const PagedAttentionProblem& problem,
            Aligned16(buffers.v_cache);
   p.tile_prefix = static_cast<int32_t*>(workspace);
 
-  kernel::AttentionTilePrefixKernel<<<1, 1024, 0, stream>>>(
-      buffers.query_start, problem.num_seqs, rows_per_tile, static_cast<int32_t*>(workspace));
+  MOE_LAUNCH(1, 1024, 0, stream, kernel::AttentionTilePrefixKernel)
+  (buffers.query_start, problem.num_seqs, rows_per_tile, static_cast<int32_t*>(workspace));
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 

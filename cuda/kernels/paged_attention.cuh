@@ -81,7 +81,7 @@ __device__ __forceinline__ int64_t KeySlot(const PagedAttentionParams& p, const 
 
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kAttentionThreads) PagedAttentionKernel(PagedAttentionParams p) {
-  extern __shared__ float smem[];
+  MOE_DYNAMIC_SMEM(float, smem);
   __shared__ int q_pos[kAttentionMaxQueries];
   __shared__ int q_first[kAttentionMaxQueries];
   __shared__ int key_range[2];

@@ -67,19 +67,19 @@ cudaError_t GatherPermutedRows(const PermuteProblem& problem, const void* x,
   const dim3 block(kernel::kGatherThreads);
   switch (GatherVectorBytes(p)) {
     case 16:
-      kernel::GatherRowsKernel<uint4><<<grid, block, 0, stream>>>(p);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::GatherRowsKernel<uint4>)(p);
       break;
     case 8:
-      kernel::GatherRowsKernel<uint2><<<grid, block, 0, stream>>>(p);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::GatherRowsKernel<uint2>)(p);
       break;
     case 4:
-      kernel::GatherRowsKernel<uint32_t><<<grid, block, 0, stream>>>(p);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::GatherRowsKernel<uint32_t>)(p);
       break;
     case 2:
-      kernel::GatherRowsKernel<uint16_t><<<grid, block, 0, stream>>>(p);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::GatherRowsKernel<uint16_t>)(p);
       break;
     default:
-      kernel::GatherRowsKernel<uint8_t><<<grid, block, 0, stream>>>(p);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::GatherRowsKernel<uint8_t>)(p);
       break;
   }
   return cudaGetLastError();
@@ -112,12 +112,15 @@ cudaError_t Permute(const PermuteProblem& problem, const PermuteBuffers& buffers
   const size_t count_smem = static_cast<size_t>(problem.num_experts) * 4;
   const size_t rank_smem = count_smem * kPermuteWarpsPerChunk;
   if (p.num_chunks > 0) {
-    kernel::PermuteCountKernel<<<p.num_chunks, kernel::kPermuteThreads, count_smem, stream>>>(p);
+    MOE_LAUNCH(p.num_chunks, kernel::kPermuteThreads, count_smem, stream,
+               kernel::PermuteCountKernel)
+    (p);
   }
   // Runs even for zero slots: it writes expert_offsets.
-  kernel::PermuteScanKernel<<<1, kPermuteMaxExperts, 0, stream>>>(p);
+  MOE_LAUNCH(1, kPermuteMaxExperts, 0, stream, kernel::PermuteScanKernel)(p);
   if (p.num_chunks > 0) {
-    kernel::PermuteRankKernel<<<p.num_chunks, kernel::kPermuteThreads, rank_smem, stream>>>(p);
+    MOE_LAUNCH(p.num_chunks, kernel::kPermuteThreads, rank_smem, stream, kernel::PermuteRankKernel)
+    (p);
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || buffers.rows == nullptr) return err;

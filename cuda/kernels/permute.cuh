@@ -26,7 +26,7 @@ inline constexpr int kPermuteThreads = 32 * kPermuteWarpsPerChunk;
 
 // Pass 1: chunk_counts[c][e] = rows of expert e among the slots of chunk c.
 __global__ void __launch_bounds__(kPermuteThreads) PermuteCountKernel(PermuteParams p) {
-  extern __shared__ int32_t s_count[];  // [num_experts]
+  MOE_DYNAMIC_SMEM(int32_t, s_count);  // [num_experts]
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) s_count[e] = 0;
   __syncthreads();
   const int64_t begin = static_cast<int64_t>(blockIdx.x) * kPermuteSlotsPerChunk;
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kPermuteMaxExperts) PermuteScanKernel(PermuteP
 // top of the chunk's base, then each warp walks its rounds in order; lanes with the same expert
 // in a round (match_any) take consecutive rows in lane order.
 __global__ void __launch_bounds__(kPermuteThreads, 4) PermuteRankKernel(PermuteParams p) {
-  extern __shared__ int32_t s_warp_base[];  // [kPermuteWarpsPerChunk, num_experts]
+  MOE_DYNAMIC_SMEM(int32_t, s_warp_base);  // [kPermuteWarpsPerChunk, num_experts]
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int num_experts = p.num_experts;

@@ -48,9 +48,11 @@ cudaError_t QkNormRope(const QkNormRopeProblem& problem, const QkNormRopeBuffers
   const size_t smem = static_cast<size_t>(max_heads) * (problem.head_dim + 1) * sizeof(float);
   const dim3 grid(static_cast<unsigned>(problem.num_tokens), 2);
   if (problem.dtype == DType::kF32) {
-    kernel::QkNormRopeKernel<float><<<grid, kernel::kQkNormRopeThreads, smem, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kQkNormRopeThreads, smem, stream, kernel::QkNormRopeKernel<float>)(p);
   } else {
-    kernel::QkNormRopeKernel<__nv_bfloat16><<<grid, kernel::kQkNormRopeThreads, smem, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kQkNormRopeThreads, smem, stream,
+               kernel::QkNormRopeKernel<__nv_bfloat16>)
+    (p);
   }
   return cudaGetLastError();
 }

@@ -27,7 +27,7 @@ struct QkNormRopeParams {
 
 template <typename T>
 __global__ void __launch_bounds__(kQkNormRopeThreads) QkNormRopeKernel(QkNormRopeParams p) {
-  extern __shared__ float smem[];
+  MOE_DYNAMIC_SMEM(float, smem);
   __shared__ float scratch[33];
   const int64_t t = blockIdx.x;
   // q (blockIdx.y 0) or k; selected without indexing the parameter arrays dynamically.

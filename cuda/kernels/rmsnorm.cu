@@ -8,7 +8,7 @@ bool IsFloat(DType d) { return d == DType::kF32 || d == DType::kBF16; }
 
 template <typename TX, typename TOut>
 cudaError_t Launch(const kernel::RmsNormParams& p, int rows, cudaStream_t stream) {
-  kernel::RmsNormKernel<TX, TOut><<<rows, kernel::kRmsNormThreads, 0, stream>>>(p);
+  MOE_LAUNCH(rows, kernel::kRmsNormThreads, 0, stream, kernel::RmsNormKernel<TX, TOut>)(p);
   return cudaGetLastError();
 }
 

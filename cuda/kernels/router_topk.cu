@@ -12,16 +12,16 @@ cudaError_t Launch(const kernel::RouterTopKParams& params, int per_lane, cudaStr
   const dim3 grid(static_cast<unsigned>(CeilDiv(params.num_tokens, kernel::kRouterWarpsPerBlock)));
   switch (per_lane) {
     case 1:
-      kernel::RouterTopKKernel<TLogit, 1><<<grid, block, 0, stream>>>(params);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::RouterTopKKernel<TLogit, 1>)(params);
       break;
     case 2:
-      kernel::RouterTopKKernel<TLogit, 2><<<grid, block, 0, stream>>>(params);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::RouterTopKKernel<TLogit, 2>)(params);
       break;
     case 4:
-      kernel::RouterTopKKernel<TLogit, 4><<<grid, block, 0, stream>>>(params);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::RouterTopKKernel<TLogit, 4>)(params);
       break;
     case 8:
-      kernel::RouterTopKKernel<TLogit, 8><<<grid, block, 0, stream>>>(params);
+      MOE_LAUNCH(grid, block, 0, stream, kernel::RouterTopKKernel<TLogit, 8>)(params);
       break;
     default:
       return cudaErrorInvalidValue;

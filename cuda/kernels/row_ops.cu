@@ -13,9 +13,11 @@ cudaError_t Launch(const kernel::RowCopyParams& p, bool vec, int num_rows, int p
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(num_rows), static_cast<unsigned>(planes));
   if (vec) {
-    kernel::RowCopyKernel<TSrc, TDst, true><<<grid, kernel::kRowCopyThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kRowCopyThreads, 0, stream, kernel::RowCopyKernel<TSrc, TDst, true>)
+    (p);
   } else {
-    kernel::RowCopyKernel<TSrc, TDst, false><<<grid, kernel::kRowCopyThreads, 0, stream>>>(p);
+    MOE_LAUNCH(grid, kernel::kRowCopyThreads, 0, stream, kernel::RowCopyKernel<TSrc, TDst, false>)
+    (p);
   }
   return cudaGetLastError();
 }

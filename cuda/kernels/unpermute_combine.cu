@@ -17,7 +17,9 @@ template <typename T, typename TGate, int kVec>
 cudaError_t LaunchWith(const kernel::CombineParams& p, int num_tokens, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(num_tokens),
                   static_cast<unsigned>(CeilDiv(p.hidden, kernel::kCombineThreads * kVec)));
-  kernel::UnpermuteCombineKernel<T, TGate, kVec><<<grid, kernel::kCombineThreads, 0, stream>>>(p);
+  MOE_LAUNCH(grid, kernel::kCombineThreads, 0, stream,
+             kernel::UnpermuteCombineKernel<T, TGate, kVec>)
+  (p);
   return cudaGetLastError();
 }
 

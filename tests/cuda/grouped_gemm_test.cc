@@ -238,7 +238,10 @@ TEST(GroupedGemmGpuTest, OddSizesAndKTail) {
 // padded layout gives the same real rows and zero pad rows.
 TEST(GroupedGemmGpuTest, GatherAndPaddingGiveTheSameRows) {
   MOE_SKIP_IF_NO_GPU();
-  const int tokens = 300, top_k = 8, experts = 64, hidden = 1024, inter = 512;
+  // Emulated: 48 rows per expert, not a multiple of the padding.
+  const int tokens = testing::kEmulated ? 48 : 300, top_k = 8;
+  const int experts = testing::kEmulated ? 8 : 64, hidden = testing::kEmulated ? 512 : 1024;
+  const int inter = testing::kEmulated ? 256 : 512;
   Experts& w = ExpertsFor(experts, hidden, inter);
   const std::vector<int32_t> ids = testing::RandomRouting(tokens, top_k, experts, 0.1, 5);
   const std::vector<Bf16> x = testing::RandomBf16(static_cast<size_t>(tokens) * hidden, 1.f, 6);
@@ -320,7 +323,10 @@ TEST(GroupedGemmGpuTest, GatherAndPaddingGiveTheSameRows) {
 // tile) and the same token inside a 4096-token batch (prefill tile) give identical bits.
 TEST(GroupedGemmGpuTest, RowsAreBatchInvariant) {
   MOE_SKIP_IF_NO_GPU();
-  const int tokens = 4096, top_k = 8, experts = 128, hidden = 2048, inter = 768;
+  // Emulated: 512 tokens over 8 experts, still past the 64 rows per expert of the prefill tile.
+  const int tokens = testing::kEmulated ? 512 : 4096, top_k = testing::kEmulated ? 2 : 8;
+  const int experts = testing::kEmulated ? 8 : 128, hidden = testing::kEmulated ? 1024 : 2048;
+  const int inter = testing::kEmulated ? 512 : 768;
   Experts& w = ExpertsFor(experts, hidden, inter);
   const std::vector<int32_t> ids = testing::RandomRouting(tokens, top_k, experts, 0.0, 9);
   const std::vector<Bf16> x = testing::RandomBf16(static_cast<size_t>(tokens) * hidden, 1.f, 10);

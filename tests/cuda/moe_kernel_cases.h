@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <random>
@@ -11,6 +12,27 @@
 #include <vector>
 
 namespace moe::cuda::testing {
+
+// The kernel tests also run on the CPU emulator (cuda/emu), one core, several orders of magnitude
+// slower than a GPU; there they take the cases that finish quickly (EmulationAffordable). Every
+// code path stays covered: the dropped cases only repeat paths with more rows.
+#if defined(MOE_CUDA_EMULATION)
+inline constexpr bool kEmulated = true;
+#else
+inline constexpr bool kEmulated = false;
+#endif
+
+// Emulated multiply-adds one grouped-GEMM case may cost (about half a second of emulation).
+inline constexpr double kEmulatedMacBudget = 5e8;
+
+// True on a GPU; under emulation, true when `multiply_adds` fits kEmulatedMacBudget.
+inline bool EmulationAffordable(double multiply_adds) {
+  return !kEmulated || multiply_adds <= kEmulatedMacBudget;
+}
+
+// Token counts a row-wise kernel test (router, combine) runs: the whole table on a GPU, up to 512
+// under emulation.
+inline bool EmulationAffordableTokens(int tokens) { return !kEmulated || tokens <= 512; }
 
 struct MoeModelShape {
   const char* name;
@@ -44,6 +66,21 @@ struct MoeCase {
   }
 };
 
+// Multiply-adds the tests' grouped GEMMs execute for one case: gate+up and down (3 H F per row)
+// under the auto tile and each of the three tile shapes (16, 64, 128 rows), whose tiles compute
+// every row of a partly filled tile; experts with no rows cost nothing. Routing is assumed even.
+inline double EmulatedGemmMacs(const MoeCase& c) {
+  const double rows = static_cast<double>(c.tokens) * c.top_k;
+  const double active = std::min<double>(c.experts, rows);
+  if (active == 0) return 0;
+  const double per_expert = std::ceil(rows / active);
+  double macs = 0;
+  for (int block_m : {16, 64, 128, 128}) {
+    macs += active * std::ceil(per_expert / block_m) * block_m * 3.0 * c.hidden * c.intermediate;
+  }
+  return macs;
+}
+
 // The GEMM / layer table: the bench preset's sizes over the full T x E x k grid, Qwen3-30B-A3B's
 // sizes over T x E with k = 8 (and k = 2 at E = 8), Mixtral's sizes at its own E = 8, k = 2 for
 // T up to 512 (its weights are 2.8 GB; larger T only adds rows, covered by the other shapes).
@@ -70,7 +107,19 @@ inline std::vector<MoeCase> GemmCases() {
   for (int t : {1, 7, 64, 512}) {
     cases.push_back({kMixtral8x7B.name, t, 8, 2, kMixtral8x7B.hidden, kMixtral8x7B.intermediate});
   }
-  return cases;
+  if (!kEmulated) return cases;
+  // Under emulation a case runs at its model's sizes when affordable, else at H = 256, F = 128
+  // (still several k tiles, n tiles and stage-ring wraps), else not at all.
+  std::vector<MoeCase> emulated;
+  for (MoeCase c : cases) {
+    if (!EmulationAffordable(EmulatedGemmMacs(c))) {
+      c.model += "-scaled";
+      c.hidden = 256;
+      c.intermediate = 128;
+    }
+    if (EmulationAffordable(EmulatedGemmMacs(c))) emulated.push_back(c);
+  }
+  return emulated;
 }
 
 // Routing for num_tokens tokens: top_k distinct experts per token, drawn with a skew towards

@@ -2,6 +2,8 @@
 
 #include <cuda_bf16.h>
 
+#include "cuda/kernels/device_primitives.cuh"  // MOE_LAUNCH
+
 namespace moe::bench {
 namespace {
 
@@ -23,8 +25,8 @@ __global__ void FillRandomBf16Kernel(__nv_bfloat16* data, size_t count, float sc
 cudaError_t FillRandomBf16(Bf16* data, size_t count, float scale, uint64_t seed,
                            cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  FillRandomBf16Kernel<<<4096, 256, 0, stream>>>(reinterpret_cast<__nv_bfloat16*>(data), count,
-                                                 scale, seed);
+  MOE_LAUNCH(4096, 256, 0, stream, FillRandomBf16Kernel)
+  (reinterpret_cast<__nv_bfloat16*>(data), count, scale, seed);
   return cudaGetLastError();
 }
 

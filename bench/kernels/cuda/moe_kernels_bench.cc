@@ -14,7 +14,9 @@
 // Every timed iteration starts with a cold L2 (a 256 MiB memset in between) and is timed with
 // CUDA events; iterations are enqueued back to back so host launch overhead is hidden, and the
 // median is reported. Usage:
-//   moe_kernels_bench [--json PATH] [--quick] [--iters N] [--filter SUBSTRING]
+//   moe_kernels_bench [--json PATH] [--quick] [--smoke] [--iters N] [--filter SUBSTRING]
+// --smoke runs one tiny shape once through every section: it checks the harness, not speed (the
+// CPU emulator build, moe_kernels_bench_emu, runs it in the test suite).
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -49,6 +51,7 @@ using cuda::testing::MoeModelShape;
 struct Options {
   std::string json_path;
   bool quick = false;
+  bool smoke = false;
   int iters = 20;
   std::string filter;
 };
@@ -107,7 +110,7 @@ class Bench {
   explicit Bench(Options options) : options_(std::move(options)) {
     MOE_CUDA_CHECK(cudaStreamCreate(&stream_));
     MOE_CHECK(cublasCreate(&cublas_) == CUBLAS_STATUS_SUCCESS);
-    flush_ = DeviceArray<uint8_t>(kFlushBytes);
+    flush_ = DeviceArray<uint8_t>(FlushBytes());
   }
   ~Bench() {
     cublasDestroy(cublas_);
@@ -117,7 +120,12 @@ class Bench {
   int Run();
 
  private:
-  static constexpr size_t kFlushBytes = size_t{256} << 20;
+  size_t FlushBytes() const { return options_.smoke ? size_t{1} << 20 : size_t{256} << 20; }
+  // Token counts of a section: the full list, the --quick list, or two for --smoke.
+  std::vector<int> TokenCounts(std::vector<int> full, std::vector<int> quick) const {
+    if (options_.smoke) return {1, 64};
+    return options_.quick ? quick : full;
+  }
 
   bool Selected(const std::string& name) const {
     return options_.filter.empty() || name.find(options_.filter) != std::string::npos;
@@ -135,7 +143,7 @@ class Bench {
       MOE_CUDA_CHECK(cudaEventCreate(&stop[i]));
     }
     for (int i = 0; i < iters; ++i) {
-      MOE_CUDA_CHECK(cudaMemsetAsync(flush_.get(), i & 0xff, kFlushBytes, stream_));
+      MOE_CUDA_CHECK(cudaMemsetAsync(flush_.get(), i & 0xff, FlushBytes(), stream_));
       MOE_CUDA_CHECK(cudaEventRecord(start[i], stream_));
       fn();
       MOE_CUDA_CHECK(cudaEventRecord(stop[i], stream_));
@@ -208,7 +216,7 @@ std::string ShapeName(const MoeModelShape& m, int tokens) {
 }
 
 void Bench::Router(const MoeModelShape& m) {
-  for (int tokens : {64, 4096, 16384}) {
+  for (int tokens : TokenCounts({64, 4096, 16384}, {64, 4096, 16384})) {
     const std::string name = "router " + ShapeName(m, tokens);
     if (!Selected(name)) continue;
     const size_t n = static_cast<size_t>(tokens) * m.num_experts;
@@ -234,8 +242,7 @@ void Bench::Router(const MoeModelShape& m) {
 }
 
 void Bench::PermuteAndCombine(const MoeModelShape& m) {
-  const std::vector<int> token_counts =
-      options_.quick ? std::vector<int>{64, 4096} : std::vector<int>{64, 512, 4096, 16384};
+  const std::vector<int> token_counts = TokenCounts({64, 512, 4096, 16384}, {64, 4096});
   for (int tokens : token_counts) {
     const std::string shape = ShapeName(m, tokens);
     if (!Selected("permute " + shape)) continue;
@@ -321,8 +328,7 @@ void Bench::PermuteAndCombine(const MoeModelShape& m) {
 // GB/s. Both compare the custom kernel with the cuBLAS baselines on the same permuted rows.
 void Bench::GroupedGemms(const MoeModelShape& m) {
   const int hidden = m.hidden, inter = m.intermediate, experts = m.num_experts;
-  std::vector<int> token_counts =
-      options_.quick ? std::vector<int>{1, 64, 4096} : std::vector<int>{1, 8, 64, 512, 4096, 16384};
+  std::vector<int> token_counts = TokenCounts({1, 8, 64, 512, 4096, 16384}, {1, 64, 4096});
   bool any = false;
   for (int t : token_counts) any = any || Selected("gemm " + ShapeName(m, t));
   if (!any) return;
@@ -529,8 +535,11 @@ int Bench::Run() {
   std::printf("device: %s (sm_%d%d, %d SMs, %d MiB L2)\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, prop.l2CacheSize >> 20);
   CopyBandwidth();
-  const MoeModelShape models[] = {cuda::testing::kBenchPreset, cuda::testing::kQwen3_30B_A3B,
-                                  cuda::testing::kMixtral8x7B};
+  const std::vector<MoeModelShape> models =
+      options_.smoke
+          ? std::vector<MoeModelShape>{{"smoke", 256, 128, 8, 2}}
+          : std::vector<MoeModelShape>{cuda::testing::kBenchPreset, cuda::testing::kQwen3_30B_A3B,
+                                       cuda::testing::kMixtral8x7B};
   for (const MoeModelShape& m : models) Router(m);
   for (const MoeModelShape& m : models) PermuteAndCombine(m);
   for (const MoeModelShape& m : models) GroupedGemms(m);
@@ -559,12 +568,16 @@ int main(int argc, char** argv) {
       options.json_path = value();
     } else if (arg == "--quick") {
       options.quick = true;
+    } else if (arg == "--smoke") {
+      options.smoke = true;
+      options.iters = 1;
     } else if (arg == "--iters") {
       options.iters = std::atoi(value().c_str());
     } else if (arg == "--filter") {
       options.filter = value();
     } else {
-      std::fprintf(stderr, "usage: %s [--json PATH] [--quick] [--iters N] [--filter SUBSTRING]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--json PATH] [--quick] [--smoke] [--iters N] [--filter SUBSTRING]\n",
                    argv[0]);
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }

@@ -20,12 +20,27 @@ namespace {
 
 using engine::Stream;
 
+// On the CPU emulator (cuda/emu) the 512-token cases are left to GPU runs: they only add rows.
+#if defined(MOE_CUDA_EMULATION)
+constexpr int kTokenCounts[] = {0, 1, 7, 64};
+#else
 constexpr int kTokenCounts[] = {0, 1, 7, 64, 512};
+#endif
 constexpr DType kDtypes[] = {DType::kF32, DType::kBF16};
 
 // Elementwise ops: f32 differs by expf / sum order only; bf16 by one rounding step.
 Tolerance RowTolerance(DType d) {
   return d == DType::kF32 ? Tolerance{2e-5, 1e-6} : Tolerance{1.0 / 128, 1.0 / 512};
+}
+// Row ops rounded twice in bf16 (rmsnorm: normalised, then times the weight): a different
+// rounding of the f32 row sum can flip the first rounding, and the second can carry it to 2 ulps.
+Tolerance TwoRoundingsTolerance(DType d) {
+  return d == DType::kF32 ? Tolerance{2e-5, 1e-6} : Tolerance{1.0 / 64, 1.0 / 512};
+}
+// QkNormRope: a flipped rounding of a normed element (1 ulp of values up to max |x|) goes
+// through the rotation's cancellation x1 c - x2 s, so the bound is absolute in max |x|.
+Tolerance NormRopeTolerance(DType d) {
+  return d == DType::kF32 ? Tolerance{2e-5, 1e-6} : Tolerance{1.0 / 64, 1.0 / 128};
 }
 // Reductions over k (GEMM, attention): f32 sums in another order.
 Tolerance ReductionTolerance(DType d) {
@@ -153,7 +168,8 @@ TEST(CudaBackendOps, RmsNormWithAndWithoutResidual) {
               pair.gpu->RmsNorm({x.gpu(), add_gpu, gpu_w->as<float>(), 1e-6f, out.gpu()}, Stream{})
                   .ok());
           EXPECT_TRUE(BitEqual(x.ReadGpu(), x.ReadRef(), "residual stream x"));
-          EXPECT_TRUE(Near(out.ReadGpu(), out.ReadRef(), RowTolerance(dtype), "rmsnorm out"));
+          EXPECT_TRUE(
+              Near(out.ReadGpu(), out.ReadRef(), TwoRoundingsTolerance(dtype), "rmsnorm out"));
         }
       }
     }
@@ -320,7 +336,7 @@ TEST(CudaBackendOps, QkNormRopeMatchesReference) {
                              Stream{})
                 .ok());
         // v (the last columns) is untouched: compared too.
-        EXPECT_TRUE(Near(qkv.ReadGpu(), qkv.ReadRef(), RowTolerance(dtype), "qkv"));
+        EXPECT_TRUE(Near(qkv.ReadGpu(), qkv.ReadRef(), NormRopeTolerance(dtype), "qkv"));
       }
     }
   }
@@ -386,7 +402,13 @@ const AttentionShape kAttentionShapes[] = {
     {"gq32", 32, 1, 64, 0},
 };
 
-// Prefill chunks, continued chunks, decodes and a speculative verify in one batch.
+// Prefill chunks, continued chunks, decodes and a speculative verify in one batch. The long
+// prefill is 448 rows on a GPU, 120 on the CPU emulator (still several key blocks and tiles).
+#if defined(MOE_CUDA_EMULATION)
+constexpr int kLongPrefill = 120;
+#else
+constexpr int kLongPrefill = 448;
+#endif
 std::vector<std::vector<SeqSpec>> AttentionBatches() {
   return {
       {},
@@ -394,7 +416,7 @@ std::vector<std::vector<SeqSpec>> AttentionBatches() {
       {{0, 7}},
       {{40, 1}, {0, 37}, {50, 20}, {100, 1}, {1, 1}, {30, 4}},
       {{0, 64}},
-      {{0, 448}, {700, 1}, {129, 1}, {31, 1}, {0, 33}, {17, 16}, {300, 12}},
+      {{0, kLongPrefill}, {700, 1}, {129, 1}, {31, 1}, {0, 33}, {17, 16}, {300, 12}},
       {{1000, 1}, {2047, 1}, {5, 1}, {64, 1}, {65, 1}, {333, 1}, {0, 1}, {31, 1}},
   };
 }

@@ -1,0 +1,5 @@
+// Emulator shim: see cuda/emu/README.md. Found before the toolkit's header only by targets built
+// against the emulator.
+#pragma once
+#include "cuda/emu/bf16_types.h"
+#include "cuda/emu/device.h"

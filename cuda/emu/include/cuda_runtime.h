@@ -1,0 +1,6 @@
+// Emulator shim: see cuda/emu/README.md. Found before the toolkit's header only by targets built
+// against the emulator.
+#pragma once
+#include "cuda/emu/device.h"
+#include "cuda/emu/launch.h"
+#include "cuda/emu/runtime_api.h"
