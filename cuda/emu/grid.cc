@@ -81,7 +81,15 @@ struct BlockRun {
   const std::function<void()>* body = nullptr;
   unsigned char* smem = nullptr;
   size_t smem_bytes = 0;
+  uint64_t rng = 1;  // xorshift64 state: schedule order, warp stalls, cp.async landing times
 };
+
+uint64_t NextRandom(BlockRun& r) {
+  r.rng ^= r.rng << 13;
+  r.rng ^= r.rng >> 7;
+  r.rng ^= r.rng << 17;
+  return r.rng;
+}
 
 struct Emulator {
   std::mutex mu;  // one grid at a time per process
@@ -113,11 +121,13 @@ void Yield() {
   r.lanes[r.current]->fiber.SwitchTo(r.scheduler_context);
 }
 
+void Land(const CpAsyncCopy& c) {
+  if (c.src_bytes > 0) std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
+  if (c.src_bytes < c.bytes) std::memset(c.dst + c.src_bytes, 0, c.bytes - c.src_bytes);
+}
+
 void RetireGroup(Lane& t) {
-  for (const CpAsyncCopy& c : t.committed.front()) {
-    if (c.src_bytes > 0) std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
-    if (c.src_bytes < c.bytes) std::memset(c.dst + c.src_bytes, 0, c.bytes - c.src_bytes);
-  }
+  for (const CpAsyncCopy& c : t.committed.front()) Land(c);
   t.committed.erase(t.committed.begin());
 }
 
@@ -182,24 +192,29 @@ void RunBlock(const dim3& block_idx) {
   for (int i = 0; i < r.num_threads; ++i) order[i] = i;
   const uint64_t linear = block_idx.x + static_cast<uint64_t>(r.grid_dim.x) *
                                             (block_idx.y + r.grid_dim.y * block_idx.z);
-  uint64_t rng = Emu().seed ^ (linear * 0x9E3779B97F4A7C15ull) ^ 0x2545F4914F6CDD1Dull;
+  r.rng = Emu().seed ^ (linear * 0x9E3779B97F4A7C15ull) ^ 0x2545F4914F6CDD1Dull;
+  if (r.rng == 0) r.rng = 1;
+  auto next = [&r]() { return NextRandom(r); };
+  std::vector<char> warp_waits(r.warps.size());
   while (r.live > 0) {
     for (int i = r.num_threads - 1; i > 0; --i) {  // Fisher-Yates with xorshift64
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      std::swap(order[i], order[static_cast<int>(rng % static_cast<uint64_t>(i + 1))]);
+      std::swap(order[i], order[static_cast<int>(next() % static_cast<uint64_t>(i + 1))]);
     }
-    bool ran = false;
+    // A random quarter of the warps sits the round out, so warps drift apart between barriers
+    // (as on a GPU) instead of advancing in lockstep one collective per round.
+    for (char& w : warp_waits) w = next() % 4 == 0;
+    bool any_runnable = false;
     for (int i : order) {
       if (r.lanes[i]->state != State::kRunnable) continue;
+      any_runnable = true;
+      if (warp_waits[i / kWarpSize]) continue;
       r.current = i;
       r.lanes[i]->fiber.SwitchFrom(&r.scheduler_context);
       r.current = -1;
-      ran = true;
     }
-    MOE_CHECK(ran || r.live == 0) << "emulator: block (" << block_idx.x << "," << block_idx.y << ","
-                                  << block_idx.z << ") deadlocked:" << DescribeStall(r);
+    MOE_CHECK(any_runnable || r.live == 0)
+        << "emulator: block (" << block_idx.x << "," << block_idx.y << "," << block_idx.z
+        << ") deadlocked:" << DescribeStall(r);
   }
 }
 
@@ -483,6 +498,14 @@ void CpAsyncCommit() {
   Lane& t = Self();
   t.committed.push_back(std::move(t.open_group));
   t.open_group.clear();
+  // A group may land any time between its commit and the wait that retires it: half of them land
+  // at once (exposing a stage overwritten while another warp still reads it), the others at the
+  // wait (exposing a read before the wait).
+  if (NextRandom(Run()) % 2 == 0) {
+    std::vector<CpAsyncCopy> group = std::move(t.committed.back());
+    t.committed.back().clear();
+    for (const CpAsyncCopy& c : group) Land(c);
+  }
 }
 
 void CpAsyncWait(int pending) {

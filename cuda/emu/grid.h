@@ -62,7 +62,8 @@ void LdMatrixX4(uint32_t (&r)[4], uint32_t smem_addr);
 void MmaBf16M16N8K16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
 // cp.async: a copy is queued in the thread's open group and lands (zero-filled past src_bytes)
-// only when a wait_group retires its group: reading it earlier sees the old contents.
+// either at its commit or when a wait_group retires its group (a coin per group): a read before
+// the wait, or an overwrite of a stage another warp still reads, changes results.
 void CpAsync(uint32_t smem_addr, const void* src, int bytes, int src_bytes);
 void CpAsyncCommit();
 void CpAsyncWait(int pending);
