@@ -5,7 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <random>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
