@@ -11,81 +11,18 @@
 #include <gtest/gtest.h>
 
 #include "engine/cpu/reference_backend.h"
-#include "model/model_weights.h"
-#include "tests/testing/test_models.h"
+#include "tests/testing/test_engine.h"
 
 namespace moe::engine {
 namespace {
 
-// Collects every output of one request.
-class CollectingSink : public OutputSink {
- public:
-  void OnOutput(RequestOutput output) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (int32_t t : output.new_tokens) streamed_.push_back(t);
-    ++messages_;
-    if (output.finished) {
-      final_ = std::move(output);
-      done_ = true;
-      cv_.notify_all();
-    }
-  }
-  RequestOutput Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return done_; });
-    return final_;
-  }
-  std::vector<int32_t> streamed() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return streamed_;
-  }
+using testing::CollectingSink;
 
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<int32_t> streamed_;
-  RequestOutput final_;
-  int messages_ = 0;
-  bool done_ = false;
-};
-
-struct EngineHarness {
-  std::unique_ptr<cpu::ReferenceBackend> backend;
-  std::unique_ptr<Model> model;
-  std::unique_ptr<KvCache> cache;
-  std::unique_ptr<EngineLoop> loop;
-
-  explicit EngineHarness(scheduler::SchedulerConfig sc, int max_tokens_per_step = 0) {
-    backend = std::make_unique<cpu::ReferenceBackend>(2);
-    auto loaded = model::OpenModelDirectory(testing::PresetModelDir("tiny", 3));
-    MOE_CHECK(loaded.ok());
-    ModelRuntimeConfig rt;
-    rt.activation_dtype = DType::kBF16;
-    rt.max_tokens = max_tokens_per_step > 0 ? max_tokens_per_step : sc.max_num_batched_tokens;
-    rt.max_seqs = sc.max_num_seqs;
-    rt.max_context = sc.max_model_len;
-    rt.block_size = sc.block_size;
-    auto m = Model::Create(**loaded, backend.get(), rt);
-    MOE_CHECK(m.ok()) << m.status().message();
-    model = std::move(*m);
-    KvCacheConfig kv;
-    kv.num_layers = model->config().num_layers;
-    kv.num_blocks = sc.num_blocks;
-    kv.block_size = sc.block_size;
-    kv.kv_heads = model->config().num_kv_heads;
-    kv.head_dim = model->config().head_dim;
-    kv.dtype = rt.activation_dtype;
-    cache = std::move(*KvCache::Create(backend.get(), kv));
-    EngineConfig ec;
-    ec.scheduler = sc;
-    ec.vocab_size = model->config().vocab_size;
-    ec.eos_token_ids = model->config().eos_token_ids;
-    ec.seed = 1234;
-    loop = std::make_unique<EngineLoop>(
-        ec, std::make_unique<Executor>(model.get(), cache.get(), ExecutorOptions{}));
-    loop->Start();
-  }
-  ~EngineHarness() { loop->Stop(); }
+// The reference backend (2 threads) under the tiny preset.
+struct EngineHarness : testing::TestEngine {
+  explicit EngineHarness(scheduler::SchedulerConfig sc, int max_tokens_per_step = 0)
+      : TestEngine(std::make_unique<cpu::ReferenceBackend>(2), sc,
+                   {.max_tokens_per_step = max_tokens_per_step}) {}
 };
 
 scheduler::SchedulerConfig Config(int budget, int num_blocks = 256, int max_seqs = 64) {

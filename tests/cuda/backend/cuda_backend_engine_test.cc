@@ -4,45 +4,19 @@
 // tokens equal the reference backend's.
 #include <gtest/gtest.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <vector>
 
 #include "cuda/backend/cuda_backend.h"
 #include "engine/cpu/reference_backend.h"
-#include "engine/engine_loop.h"
-#include "model/model_weights.h"
 #include "tests/cuda/cuda_test_util.h"
-#include "tests/testing/test_models.h"
+#include "tests/testing/test_engine.h"
 
 namespace moe::cuda {
 namespace {
 
 using engine::RequestOutput;
-
-class Sink : public engine::OutputSink {
- public:
-  void OnOutput(RequestOutput output) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!output.finished) return;
-    final_ = std::move(output);
-    done_ = true;
-    cv_.notify_all();
-  }
-  RequestOutput Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return done_; });
-    return final_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  RequestOutput final_;
-  bool done_ = false;
-};
 
 scheduler::SchedulerConfig Config(int budget) {
   scheduler::SchedulerConfig sc;
@@ -55,52 +29,16 @@ scheduler::SchedulerConfig Config(int budget) {
 }
 
 // One engine over `backend` and the tiny preset.
-struct Engine {
-  std::unique_ptr<engine::Backend> backend;
-  std::unique_ptr<engine::Model> model;
-  std::unique_ptr<engine::KvCache> cache;
-  std::unique_ptr<engine::EngineLoop> loop;
-
+struct Engine : moe::testing::TestEngine {
   Engine(std::unique_ptr<engine::Backend> b, DType activations, scheduler::SchedulerConfig sc)
-      : backend(std::move(b)) {
-    auto loaded = model::OpenModelDirectory(moe::testing::PresetModelDir("tiny", 5));
-    MOE_CHECK(loaded.ok()) << loaded.status().message();
-    engine::ModelRuntimeConfig rt;
-    rt.activation_dtype = activations;
-    rt.max_tokens = sc.max_num_batched_tokens;
-    rt.max_seqs = sc.max_num_seqs;
-    rt.max_context = sc.max_model_len;
-    rt.block_size = sc.block_size;
-    auto m = engine::Model::Create(**loaded, backend.get(), rt);
-    MOE_CHECK(m.ok()) << m.status().message();
-    model = std::move(*m);
-    engine::KvCacheConfig kv;
-    kv.num_layers = model->config().num_layers;
-    kv.num_blocks = sc.num_blocks;
-    kv.block_size = sc.block_size;
-    kv.kv_heads = model->config().num_kv_heads;
-    kv.head_dim = model->config().head_dim;
-    kv.dtype = activations;
-    auto c = engine::KvCache::Create(backend.get(), kv);
-    MOE_CHECK(c.ok()) << c.status().message();
-    cache = std::move(*c);
-    engine::EngineConfig ec;
-    ec.scheduler = sc;
-    ec.vocab_size = model->config().vocab_size;
-    ec.eos_token_ids = model->config().eos_token_ids;
-    ec.seed = 99;
-    loop = std::make_unique<engine::EngineLoop>(
-        ec,
-        std::make_unique<engine::Executor>(model.get(), cache.get(), engine::ExecutorOptions{}));
-    loop->Start();
-  }
-  ~Engine() { loop->Stop(); }
+      : TestEngine(std::move(b), sc,
+                   {.model_seed = 5, .activations = activations, .engine_seed = 99}) {}
 
   // Submits every request at once; returns each one's output ids.
   std::vector<std::vector<int32_t>> Run(const std::vector<batching::Request>& requests) {
-    std::vector<std::shared_ptr<Sink>> sinks;
+    std::vector<std::shared_ptr<moe::testing::CollectingSink>> sinks;
     for (const batching::Request& r : requests) {
-      sinks.push_back(std::make_shared<Sink>());
+      sinks.push_back(std::make_shared<moe::testing::CollectingSink>());
       const Status s = loop->Submit(r, sinks.back());
       MOE_CHECK(s.ok()) << s.message();
     }
