@@ -721,27 +721,44 @@ Status CheckHostOffsets(const int32_t* offsets, int num_experts, int64_t capacit
   return OkStatus();
 }
 
+// The operand checks both grouped GEMMs share: CUDA experts, `in` [capacity, in_cols] and `out`
+// [capacity, out_cols] of one dtype, device offsets, and sizes that fit the kernels' int
+// arguments. `in_name` names the input in messages ("rows" or "h").
+StatusOr<const CudaExperts*> CheckGroupedGemmOperands(std::string_view op,
+                                                      const engine::PackedExperts* packed,
+                                                      std::string_view in_name, TensorView in,
+                                                      bool in_is_hidden, TensorView out,
+                                                      const int32_t* expert_offsets) {
+  const auto* experts = dynamic_cast<const CudaExperts*>(packed);
+  if (experts == nullptr) {
+    return InvalidArgument("CudaBackend::", op, ": the experts are not CUDA ones");
+  }
+  const int64_t capacity = in.rows;
+  const int64_t in_cols = in_is_hidden ? experts->hidden : experts->intermediate;
+  const int64_t out_cols = in_is_hidden ? experts->intermediate : experts->hidden;
+  MOE_RETURN_IF_ERROR(CheckView(op, in_name, in, capacity, in_cols));
+  MOE_RETURN_IF_ERROR(CheckView(op, "out", out, capacity, out_cols));
+  MOE_RETURN_IF_ERROR(CheckPointer(op, "expert_offsets", expert_offsets, true));
+  if (out.dtype != in.dtype) {
+    return InvalidArgument("CudaBackend::", op, ": out must have the dtype of ", in_name);
+  }
+  if (capacity > 0 && (!FitsInt(capacity) || !FitsInt(Stride(in)) || !FitsInt(Stride(out)))) {
+    return InvalidArgument("CudaBackend::", op, ": sizes beyond 32-bit arguments");
+  }
+  return experts;
+}
+
 }  // namespace
 
 Status CudaBackend::GroupedGemmSwiGlu(const engine::GroupedGemmSwiGluArgs& a, Stream stream) {
   constexpr std::string_view kOp = "GroupedGemmSwiGlu";
   MOE_ASSIGN_OR_RETURN(cudaStream_t s, Begin(kOp, stream, true));
-  const auto* experts = dynamic_cast<const CudaExperts*>(a.experts);
-  if (experts == nullptr) {
-    return InvalidArgument("CudaBackend::GroupedGemmSwiGlu: the experts are not CUDA ones");
-  }
+  MOE_ASSIGN_OR_RETURN(
+      const CudaExperts* experts,
+      CheckGroupedGemmOperands(kOp, a.experts, "rows", a.rows, true, a.out, a.expert_offsets));
   const int64_t capacity = a.rows.rows;
   const int num_experts = experts->num_experts;
-  MOE_RETURN_IF_ERROR(CheckView(kOp, "rows", a.rows, capacity, experts->hidden));
-  MOE_RETURN_IF_ERROR(CheckView(kOp, "out", a.out, capacity, experts->intermediate));
-  MOE_RETURN_IF_ERROR(CheckPointer(kOp, "expert_offsets", a.expert_offsets, true));
-  if (a.out.dtype != a.rows.dtype) {
-    return InvalidArgument("CudaBackend::GroupedGemmSwiGlu: out must have the rows' dtype");
-  }
   if (capacity == 0) return OkStatus();
-  if (!FitsInt(capacity) || !FitsInt(Stride(a.rows)) || !FitsInt(Stride(a.out))) {
-    return InvalidArgument("CudaBackend::GroupedGemmSwiGlu: sizes beyond 32-bit arguments");
-  }
   const int f = static_cast<int>(experts->intermediate);
   const int h = static_cast<int>(experts->hidden);
 
@@ -824,22 +841,12 @@ Status CudaBackend::GroupedGemmSwiGlu(const engine::GroupedGemmSwiGluArgs& a, St
 Status CudaBackend::GroupedGemm(const engine::GroupedGemmArgs& a, Stream stream) {
   constexpr std::string_view kOp = "GroupedGemm";
   MOE_ASSIGN_OR_RETURN(cudaStream_t s, Begin(kOp, stream, true));
-  const auto* experts = dynamic_cast<const CudaExperts*>(a.experts);
-  if (experts == nullptr) {
-    return InvalidArgument("CudaBackend::GroupedGemm: the experts are not CUDA ones");
-  }
+  MOE_ASSIGN_OR_RETURN(
+      const CudaExperts* experts,
+      CheckGroupedGemmOperands(kOp, a.experts, "h", a.h, false, a.out, a.expert_offsets));
   const int64_t capacity = a.h.rows;
   const int num_experts = experts->num_experts;
-  MOE_RETURN_IF_ERROR(CheckView(kOp, "h", a.h, capacity, experts->intermediate));
-  MOE_RETURN_IF_ERROR(CheckView(kOp, "out", a.out, capacity, experts->hidden));
-  MOE_RETURN_IF_ERROR(CheckPointer(kOp, "expert_offsets", a.expert_offsets, true));
-  if (a.out.dtype != a.h.dtype) {
-    return InvalidArgument("CudaBackend::GroupedGemm: out must have h's dtype");
-  }
   if (capacity == 0) return OkStatus();
-  if (!FitsInt(capacity) || !FitsInt(Stride(a.h)) || !FitsInt(Stride(a.out))) {
-    return InvalidArgument("CudaBackend::GroupedGemm: sizes beyond 32-bit arguments");
-  }
   const int f = static_cast<int>(experts->intermediate);
   const int h = static_cast<int>(experts->hidden);
 
